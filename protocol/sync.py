@@ -1,0 +1,136 @@
+"""Sync messages: heads vectors, their digest, and the entry stream framing.
+
+Logs are single-writer and totally ordered, so {author: (seq, head id)} is a node's whole
+state; comparing two vectors gives exactly which suffixes to pull.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+
+import msgpack
+
+from . import canonical
+from .entry import MAX_HEADER_SIZE, MAX_PAYLOAD_SIZE, SIGNATURE_SIZE
+from .errors import FrameError, ProtocolError
+
+HEADS_DIGEST_PREFIX = b"aidmesh/heads/v1\x00"
+MAX_FRAME_SIZE = MAX_HEADER_SIZE + SIGNATURE_SIZE + MAX_PAYLOAD_SIZE + 16
+PAGE_MAX_ENTRIES = 500
+PAGE_MAX_BYTES = 1024 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class Head:
+    seq: int
+    id: bytes
+
+
+Heads = Mapping[bytes, Head]
+
+
+def encode_heads(heads: Heads) -> bytes:
+    """Canonical form: map of author (32-byte bin, as hex string key) to [seq, head id]."""
+    return canonical.encode({a.hex(): [h.seq, h.id] for a, h in heads.items()})
+
+
+def decode_heads(data: bytes, *, max_size: int = 8 * 1024 * 1024) -> dict[bytes, Head]:
+    m = canonical.decode(data, max_size=max_size)
+    if not isinstance(m, dict):
+        raise FrameError("a heads vector is a map", code="bad-heads")
+    out: dict[bytes, Head] = {}
+    for key, value in m.items():
+        if len(key) != 64 or key != key.lower():
+            raise FrameError(f"heads key {key[:70]!r} is not 64 lowercase hex", code="bad-heads")
+        try:
+            author = bytes.fromhex(key)
+        except ValueError:
+            raise FrameError(f"heads key {key[:70]!r} is not hex", code="bad-heads") from None
+        if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
+                or isinstance(value[0], bool) or value[0] < 1
+                or not isinstance(value[1], bytes) or len(value[1]) != 32):
+            raise FrameError("a head is [seq >= 1, 32-byte entry id]", code="bad-heads")
+        out[author] = Head(value[0], value[1])
+    return out
+
+
+def heads_digest(heads: Heads) -> bytes:
+    """SHA-256 over a domain prefix and the canonical heads vector."""
+    return hashlib.sha256(HEADS_DIGEST_PREFIX + encode_heads(heads)).digest()
+
+
+def missing(ours: Heads, theirs: Heads) -> dict[bytes, int]:
+    """Authors where ``theirs`` is ahead: author -> our current seq (pull after it)."""
+    out = {}
+    for author, head in theirs.items():
+        mine = ours.get(author)
+        have = mine.seq if mine else 0
+        if head.seq > have:
+            out[author] = have
+    return out
+
+
+def encode_frame(raw_header: bytes, payload: bytes | None) -> bytes:
+    """One stream frame: the canonical msgpack array [signed header, payload or nil]."""
+    return canonical.encode([raw_header, payload])
+
+
+class FrameDecoder:
+    """Incremental decoder for a stream of frames (one HTTP page body).
+
+    Each frame must be the canonical encoding of its value, checked on the exact bytes
+    received, so a relay cannot smuggle alternative encodings through sync.
+    """
+
+    def __init__(self) -> None:
+        self._unpacker = msgpack.Unpacker(
+            raw=False, use_list=True, max_buffer_size=4 * MAX_FRAME_SIZE,
+            max_bin_len=MAX_FRAME_SIZE, max_str_len=0, max_array_len=2, max_map_len=0,
+            max_ext_len=0,
+        )
+        self._buffer = bytearray()
+        self._offset = 0  # stream offset of self._buffer[0]
+        self._fed = 0
+
+    def feed(self, data: bytes) -> Iterator[tuple[bytes, bytes | None]]:
+        self._buffer += data
+        self._fed += len(data)
+        try:
+            self._unpacker.feed(data)
+            for value in self._unpacker:
+                end = self._unpacker.tell()
+                exact = bytes(self._buffer[: end - self._offset])
+                del self._buffer[: end - self._offset]
+                self._offset = end
+                yield _check_frame(value, exact)
+        except ProtocolError:
+            raise
+        except (ValueError, TypeError, msgpack.UnpackException) as exc:
+            raise FrameError(f"stream is not a sequence of frames ({exc})") from None
+
+    def close(self) -> None:
+        """Call at end of stream: a partial trailing frame means the page was cut."""
+        if self._offset != self._fed:
+            raise FrameError("stream ends inside a frame", code="truncated")
+
+
+def _check_frame(value: object, exact: bytes) -> tuple[bytes, bytes | None]:
+    if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], bytes)
+            or not (value[1] is None or isinstance(value[1], bytes))):
+        raise FrameError("a frame is [signed header bin, payload bin or nil]")
+    if len(value[0]) > MAX_HEADER_SIZE + SIGNATURE_SIZE:
+        raise FrameError("frame header is over the size limit", code="header-too-large")
+    if value[1] is not None and len(value[1]) > MAX_PAYLOAD_SIZE:
+        raise FrameError("frame payload is over the size limit", code="payload-too-large")
+    if encode_frame(value[0], value[1]) != exact:
+        raise FrameError("frame is not canonically encoded", code="non-canonical")
+    return value[0], value[1]
+
+
+def decode_frames(data: bytes) -> list[tuple[bytes, bytes | None]]:
+    decoder = FrameDecoder()
+    frames = list(decoder.feed(data))
+    decoder.close()
+    return frames
