@@ -1,0 +1,153 @@
+"""The aiohttp application factory and the node's runtime context."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import secrets
+import time
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+from protocol import Identity
+
+from . import __version__
+from .auth import ANONYMOUS_READER, Principal, check_token
+from .config import Config
+from .problems import Problem, from_http_exception, problem_response
+from .store import Ledger, Store
+
+log = logging.getLogger("aidmesh")
+_REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+
+
+@dataclass
+class Metrics:
+    registry: CollectorRegistry = field(default_factory=CollectorRegistry)
+
+    def __post_init__(self) -> None:
+        self.requests = Counter("aidmesh_http_requests", "HTTP requests served",
+                                ["method", "route", "status"], registry=self.registry)
+        self.latency = Histogram("aidmesh_http_request_seconds", "HTTP request latency",
+                                 ["route"], registry=self.registry)
+        self.entries = Counter("aidmesh_entries_stored", "Entries appended to the store",
+                               ["origin"], registry=self.registry)
+
+
+@dataclass
+class Node:
+    """Everything a request handler may need; one per app, no globals."""
+
+    config: Config
+    identity: Identity
+    store: Store
+    metrics: Metrics
+    started: float = field(default_factory=time.time)
+
+
+NODE = web.AppKey("node", Node)
+
+
+def require(role: str | None):
+    """Mark a handler with the least role it needs (None: no token needed)."""
+
+    def mark(handler):
+        handler.required_role = role
+        return handler
+
+    return mark
+
+
+@web.middleware
+async def request_context(request: web.Request, handler) -> web.StreamResponse:
+    """Request id, structured access log, metrics, and problem+json for every error."""
+    node = request.app[NODE]
+    rid = request.headers.get("X-Request-Id", "")
+    if not _REQUEST_ID_RE.match(rid):
+        rid = secrets.token_hex(8)
+    request["request_id"] = rid
+    started = time.perf_counter()
+    route = request.match_info.route.resource.canonical if request.match_info.route.resource \
+        else "unmatched"
+    try:
+        response = await handler(request)
+    except Problem as problem:
+        response = problem_response(problem, request.path, rid)
+    except web.HTTPException as exc:
+        if exc.status < 400:
+            raise
+        response = problem_response(from_http_exception(exc), request.path, rid)
+    except Exception:
+        log.exception(json.dumps({"event": "error", "request_id": rid, "path": request.path}))
+        response = problem_response(
+            Problem(500, "internal", "the node hit an unexpected error; the operator can "
+                    f"find request id {rid} in its log"), request.path, rid)
+    response.headers["X-Request-Id"] = rid
+    elapsed = time.perf_counter() - started
+    node.metrics.requests.labels(request.method, route, str(response.status)).inc()
+    node.metrics.latency.labels(route).observe(elapsed)
+    log.info(json.dumps({"event": "request", "request_id": rid, "method": request.method,
+                         "path": request.path, "status": response.status,
+                         "ms": round(elapsed * 1000, 2)}))
+    return response
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler) -> web.StreamResponse:
+    """Bearer tokens by role; decided before the handler does any work."""
+    if request.match_info.http_exception is not None:
+        return await handler(request)  # 404/405 problems, not a demand for a token
+    role = getattr(request.match_info.handler, "required_role", "admin")
+    if role is None:
+        return await handler(request)
+    node = request.app[NODE]
+    principal = await principal_of(request, node)
+    if principal is None:
+        raise Problem(401, "unauthorized", "send 'Authorization: Bearer <token>'; create a "
+                      "token with 'aidmesh token create --role reader'",
+                      headers={"WWW-Authenticate": 'Bearer realm="aidmesh"'})
+    if not principal.allows(role):
+        raise Problem(403, "forbidden", f"this needs the {role} role; the token has "
+                      f"{principal.role}")
+    request["principal"] = principal
+    return await handler(request)
+
+
+async def principal_of(request: web.Request, node: Node) -> Principal | None:
+    header = request.headers.get("Authorization", "")
+    if header:
+        scheme, _, token = header.partition(" ")
+        if scheme.lower() != "bearer" or not token.strip():
+            return None
+        return await node.store.read(lambda c: check_token(c, token.strip()))
+    if node.config.open_read and request.method in ("GET", "HEAD"):
+        return ANONYMOUS_READER
+    return None
+
+
+def create_app(config: Config, identity: Identity) -> web.Application:
+    """Build the node's app; the store opens on startup and closes on cleanup."""
+    from . import api
+
+    app = web.Application(client_max_size=config.max_body_bytes,
+                          middlewares=[request_context, authenticate])
+
+    async def open_store(app: web.Application) -> Any:
+        config.home.mkdir(parents=True, exist_ok=True)
+        store = Store(Ledger(config.db_path, identity))
+        await store.start()
+        node = Node(config=config, identity=identity, store=store, metrics=Metrics())
+        app[NODE] = node
+        yield
+        await store.close()
+
+    app.cleanup_ctx.append(open_store)
+    api.add_routes(app)
+    return app
+
+
+__all__ = ["NODE", "Node", "create_app", "require", "__version__"]

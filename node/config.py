@@ -1,0 +1,112 @@
+"""Node configuration: TOML file in the data dir, overridden by environment variables.
+
+Defaults are chosen for a volunteer running one node on a laptop or a small VPS:
+loopback only, read access closed, limits that keep a Raspberry Pi responsive.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+DEFAULT_HOME = "aidmesh-data"
+CONFIG_FILE = "aidmesh.toml"
+
+
+class ConfigError(Exception):
+    """The config file or an environment override is invalid; the message says how to fix."""
+
+
+@dataclass
+class Config:
+    home: Path = field(default_factory=lambda: Path(DEFAULT_HOME))
+    host: str = "127.0.0.1"
+    port: int = 8080
+    name: str = "aidmesh node"
+    # Anonymous clients may read offers and needs (never write) when true.
+    open_read: bool = False
+    # Public base URL peers use to reach this node (announced in trust entries).
+    public_url: str = ""
+    max_body_bytes: int = 256 * 1024
+    page_size: int = 50
+    max_page_size: int = 200
+    # Federation: replicate authors within this many trust hops.
+    hops: int = 2
+    gossip_interval_s: float = 30.0
+    # Expired offers/needs keep their payload this long before local erasure.
+    retention_days: int = 30
+    log_level: str = "INFO"
+
+    @property
+    def db_path(self) -> Path:
+        return self.home / "aidmesh.db"
+
+    @property
+    def key_path(self) -> Path:
+        return self.home / "node.key"
+
+    @property
+    def config_path(self) -> Path:
+        return self.home / CONFIG_FILE
+
+    def to_toml(self) -> str:
+        lines = ["# aidmesh node configuration. Environment variables AIDMESH_<NAME> override.",
+                 "# The data dir itself is chosen with --home or AIDMESH_HOME."]
+        for key, value in asdict(self).items():
+            if key == "home":
+                continue
+            if isinstance(value, bool):
+                text = "true" if value else "false"
+            elif isinstance(value, (int, float)):
+                text = str(value)
+            else:
+                text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+            lines.append(f"{key} = {text}")
+        return "\n".join(lines) + "\n"
+
+
+def _coerce(name: str, kind: type, value: object, source: str) -> object:
+    try:
+        if kind is bool:
+            if isinstance(value, bool):
+                return value
+            text = str(value).strip().lower()
+            if text in ("1", "true", "yes", "on"):
+                return True
+            if text in ("0", "false", "no", "off"):
+                return False
+            raise ValueError(value)
+        if kind is int and isinstance(value, bool):
+            raise ValueError(value)
+        return kind(value)
+    except (TypeError, ValueError):
+        raise ConfigError(f"{source}: {name} must be a {kind.__name__}, got {value!r}") from None
+
+
+def load_config(home: str | Path | None = None, env: dict[str, str] | None = None) -> Config:
+    """Defaults < aidmesh.toml in the data dir < AIDMESH_* environment variables."""
+    env = dict(os.environ) if env is None else env
+    home_path = Path(home or env.get("AIDMESH_HOME") or DEFAULT_HOME)
+    cfg = Config(home=home_path)
+    types = {f.name: type(getattr(cfg, f.name)) for f in fields(cfg) if f.name != "home"}
+    if cfg.config_path.exists():
+        try:
+            data = tomllib.loads(cfg.config_path.read_text())
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{cfg.config_path}: not valid TOML ({exc})") from None
+        for key, value in data.items():
+            if key not in types:
+                raise ConfigError(f"{cfg.config_path}: unknown setting {key!r}; known: "
+                                  f"{', '.join(sorted(types))}")
+            setattr(cfg, key, _coerce(key, types[key], value, str(cfg.config_path)))
+    for key, kind in types.items():
+        var = "AIDMESH_" + key.upper()
+        if var in env:
+            setattr(cfg, key, _coerce(key, kind, env[var], var))
+    if not 0 < cfg.port < 65536:
+        raise ConfigError(f"port must be 1-65535, got {cfg.port}")
+    if cfg.hops < 0:
+        raise ConfigError("hops must be 0 or more")
+    return cfg

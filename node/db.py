@@ -1,0 +1,126 @@
+"""SQLite file: connections, pragmas and versioned migrations (through sqlite-utils).
+
+Entries are the truth; every other table is a projection or a cache that `reindex`
+rebuilds from them.
+"""
+
+from __future__ import annotations
+
+import math
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+import sqlite_utils
+
+
+def _dist_km(lat1: float | None, lng1: float | None, lat2: float, lng2: float) -> float | None:
+    if lat1 is None or lng1 is None:
+        return None
+    p1, p2 = math.radians(lat1), math.radians(lat2)
+    dp, dl = p2 - p1, math.radians(lng2 - lng1)
+    a = math.sin(dp / 2) ** 2 + math.cos(p1) * math.cos(p2) * math.sin(dl / 2) ** 2
+    return 2 * 6371.0088 * math.asin(min(1.0, math.sqrt(a)))
+
+
+def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
+    uri = f"file:{path}{'?mode=ro' if readonly else ''}"
+    conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False,
+                           timeout=10.0)
+    conn.row_factory = sqlite3.Row
+    conn.execute("PRAGMA busy_timeout = 10000")
+    if not readonly:
+        conn.execute("PRAGMA journal_mode = WAL")
+    # FULL: an acknowledged write survives power loss, not just a process crash.
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    conn.create_function("dist_km", 4, _dist_km, deterministic=True)
+    return conn
+
+
+def _m1_core(db: sqlite_utils.Database) -> None:
+    db.execute("""
+        CREATE TABLE entries (
+            rowid INTEGER PRIMARY KEY,
+            author BLOB NOT NULL,
+            seq INTEGER NOT NULL,
+            id BLOB NOT NULL UNIQUE,
+            kind TEXT NOT NULL,
+            ts INTEGER NOT NULL,
+            raw BLOB NOT NULL,
+            payload BLOB,
+            received INTEGER NOT NULL,
+            UNIQUE (author, seq)
+        )""")
+    db.execute("CREATE TABLE heads (author BLOB PRIMARY KEY, seq INTEGER NOT NULL, "
+               "id BLOB NOT NULL)")
+    db.execute("""
+        CREATE TABLE tokens (
+            id TEXT PRIMARY KEY, name TEXT NOT NULL, role TEXT NOT NULL,
+            hash BLOB NOT NULL, created INTEGER NOT NULL, revoked INTEGER
+        )""")
+    db.execute("""
+        CREATE TABLE listings (
+            rowid INTEGER PRIMARY KEY,
+            id TEXT NOT NULL UNIQUE,
+            author TEXT NOT NULL,
+            kind TEXT NOT NULL,
+            seq INTEGER NOT NULL,
+            local INTEGER NOT NULL,
+            title TEXT NOT NULL,
+            description TEXT NOT NULL DEFAULT '',
+            tags TEXT NOT NULL DEFAULT '',
+            category TEXT NOT NULL,
+            area TEXT,
+            lat REAL,
+            lng REAL,
+            available_until INTEGER,
+            withdrawn INTEGER NOT NULL DEFAULT 0,
+            created INTEGER NOT NULL,
+            updated INTEGER NOT NULL,
+            fields TEXT NOT NULL
+        )""")
+    db.execute("CREATE INDEX listings_updated ON listings (updated DESC, id DESC)")
+    db.execute("CREATE INDEX listings_category ON listings (category)")
+    db.execute("CREATE INDEX listings_author ON listings (author)")
+    db.execute("CREATE INDEX listings_lat ON listings (lat)")
+    # External-content FTS5 kept in step by triggers. Written out rather than sqlite-utils'
+    # enable_fts, whose executescript would commit the migration's transaction midway.
+    db.execute("CREATE VIRTUAL TABLE listings_fts USING fts5(title, description, tags, "
+               "content='listings', content_rowid='rowid', "
+               "tokenize='unicode61 remove_diacritics 2')")
+    cols, new, old = "title, description, tags", "new.title, new.description, new.tags", \
+        "old.title, old.description, old.tags"
+    db.execute(f"CREATE TRIGGER listings_ai AFTER INSERT ON listings BEGIN INSERT INTO "
+               f"listings_fts (rowid, {cols}) VALUES (new.rowid, {new}); END")
+    db.execute(f"CREATE TRIGGER listings_ad AFTER DELETE ON listings BEGIN INSERT INTO "
+               f"listings_fts (listings_fts, rowid, {cols}) VALUES ('delete', old.rowid, "
+               f"{old}); END")
+    db.execute(f"CREATE TRIGGER listings_au AFTER UPDATE ON listings BEGIN INSERT INTO "
+               f"listings_fts (listings_fts, rowid, {cols}) VALUES ('delete', old.rowid, "
+               f"{old}); INSERT INTO listings_fts (rowid, {cols}) VALUES (new.rowid, {new}); END")
+    db.execute("CREATE TABLE forks (author BLOB PRIMARY KEY, seq INTEGER NOT NULL, "
+               "proof BLOB NOT NULL, found INTEGER NOT NULL)")
+    db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core]
+
+
+def migrate(conn: sqlite3.Connection) -> int:
+    """Apply pending migrations, each in its own transaction; returns the schema version."""
+    db = sqlite_utils.Database(conn)
+    version = conn.execute("PRAGMA user_version").fetchone()[0]
+    for number, step in enumerate(MIGRATIONS, start=1):
+        if number <= version:
+            continue
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            step(db)
+            conn.execute(f"PRAGMA user_version = {number}")
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        version = number
+    return version

@@ -1,0 +1,107 @@
+"""State folded from the log: current offers and needs.
+
+Nothing here is truth. Every row is derived from entries and `rebuild` reproduces it, so
+status can never disagree with what the signed logs say. Only an author's own entries
+can change its listings (update, withdraw, redact); other kinds are ignored here.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from typing import Any
+
+import h3
+
+from protocol import Entry, decode, decode_header
+
+LISTING_KINDS = ("offer", "need")
+
+
+def _center(area: str | None) -> tuple[float | None, float | None]:
+    if not area:
+        return None, None
+    lat, lng = h3.cell_to_latlng(area)
+    return lat, lng
+
+
+def _columns(fields: dict[str, Any]) -> dict[str, Any]:
+    lat, lng = _center(fields.get("area"))
+    return {
+        "title": fields["title"],
+        "description": fields.get("description", ""),
+        "tags": " ".join(fields.get("tags", [])),
+        "category": fields["category"],
+        "area": fields.get("area"),
+        "lat": lat,
+        "lng": lng,
+        "available_until": fields.get("available_until"),
+        "fields": json.dumps(fields, sort_keys=True, separators=(",", ":")),
+    }
+
+
+def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: bytes) -> None:
+    """Fold one newly stored entry (with its decoded, validated payload) into state."""
+    kind = entry.header.kind
+    author_id = entry.author_id
+    ts = entry.header.timestamp
+    if content is None:
+        return
+    if kind in LISTING_KINDS:
+        cols = _columns(content)
+        conn.execute(
+            "INSERT OR IGNORE INTO listings (id, author, kind, seq, local, created, updated, "
+            "title, description, tags, category, area, lat, lng, available_until, fields) "
+            "VALUES (:id, :author, :kind, :seq, :local, :ts, :ts, :title, :description, :tags, "
+            ":category, :area, :lat, :lng, :available_until, :fields)",
+            {"id": entry.id.hex(), "author": author_id, "kind": kind, "seq": entry.seq,
+             "local": int(entry.author == self_author), "ts": ts, **cols},
+        )
+    elif kind == "update":
+        row = _own_listing(conn, content["target"], author_id)
+        if row is None:
+            return
+        fields = json.loads(row["fields"])
+        fields.update(content["set"])
+        if row["kind"] == "offer":
+            fields.pop("urgency", None)
+            fields.pop("radius_km", None)
+        cols = _columns(fields)
+        sets = ", ".join(f"{k} = :{k}" for k in cols)
+        conn.execute(f"UPDATE listings SET {sets}, updated = :ts WHERE id = :id",
+                     {**cols, "ts": max(ts, row["updated"]), "id": row["id"]})
+    elif kind == "withdraw":
+        row = _own_listing(conn, content["target"], author_id)
+        if row is not None:
+            conn.execute("UPDATE listings SET withdrawn = 1, updated = ? WHERE id = ?",
+                         (max(ts, row["updated"]), row["id"]))
+    elif kind == "redact":
+        erase_payload(conn, content["target"], entry.author)
+
+
+def _own_listing(conn: sqlite3.Connection, target: bytes, author_id: str) -> sqlite3.Row | None:
+    return conn.execute("SELECT * FROM listings WHERE id = ? AND author = ?",
+                        (target.hex(), author_id)).fetchone()
+
+
+def erase_payload(conn: sqlite3.Connection, target: bytes, author: bytes) -> bool:
+    """Drop a payload (the header stays and the log still verifies) and what it showed."""
+    cur = conn.execute("UPDATE entries SET payload = NULL WHERE id = ? AND author = ?",
+                       (target, author))
+    conn.execute("DELETE FROM listings WHERE id = ?", (target.hex(),))
+    return cur.rowcount > 0
+
+
+def rebuild(conn: sqlite3.Connection, self_author: bytes) -> int:
+    """Recompute every projection from the stored entries, in each log's order."""
+    conn.execute("DELETE FROM listings")
+    conn.execute("DELETE FROM heads")
+    conn.execute("INSERT INTO heads (author, seq, id) SELECT author, seq, id FROM entries e "
+                 "WHERE seq = (SELECT max(seq) FROM entries WHERE author = e.author)")
+    count = 0
+    for row in conn.execute("SELECT raw, payload FROM entries ORDER BY rowid").fetchall():
+        entry = decode_header(row["raw"])
+        content = decode(row["payload"]) if row["payload"] is not None else None
+        apply(conn, entry, content, self_author)
+        count += 1
+    return count

@@ -1,0 +1,110 @@
+"""Listing queries: filters, full-text search and keyset pagination over the projection."""
+
+from __future__ import annotations
+
+import base64
+import json
+import math
+import re
+import sqlite3
+from dataclasses import dataclass
+from typing import Any
+
+STATUSES = ("open", "expired", "withdrawn", "all")
+
+
+class QueryError(ValueError):
+    def __init__(self, field: str, detail: str) -> None:
+        super().__init__(detail)
+        self.field = field
+        self.detail = detail
+
+
+@dataclass
+class ListingQuery:
+    kind: str
+    q: str | None = None
+    category: str | None = None
+    near: tuple[float, float] | None = None
+    radius_km: float = 10.0
+    status: str = "open"
+    origin: str = "all"  # "local", "all" or a node id
+    updated_since: int | None = None
+    cursor: tuple[int, str] | None = None
+    limit: int = 50
+
+
+def fts_query(text: str) -> str:
+    """Free text to a safe FTS5 query: every word must appear, as a word prefix."""
+    words = re.findall(r"\w+", text)
+    if not words:
+        raise QueryError("q", "q needs at least one letter or digit")
+    return " ".join(f'"{w}"*' for w in words[:20])
+
+
+def encode_cursor(updated: int, entry_id: str) -> str:
+    raw = json.dumps([updated, entry_id], separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(text: str) -> tuple[int, str]:
+    try:
+        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+        updated, entry_id = json.loads(raw)
+        if not isinstance(updated, int) or not isinstance(entry_id, str):
+            raise ValueError
+    except (ValueError, TypeError):
+        raise QueryError("cursor", "cursor is not one this node handed out; start without "
+                                   "it") from None
+    return updated, entry_id
+
+
+def run(conn: sqlite3.Connection, query: ListingQuery, now: int
+        ) -> tuple[list[sqlite3.Row], str | None]:
+    where = ["l.kind = :kind"]
+    params: dict[str, Any] = {"kind": query.kind, "now": now, "limit": query.limit + 1}
+    if query.q:
+        where.append("l.rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH :q)")
+        params["q"] = fts_query(query.q)
+    if query.category:
+        where.append("(l.category = :cat OR substr(l.category, 1, :catlen) = :catslash)")
+        params.update(cat=query.category, catslash=query.category + "/",
+                      catlen=len(query.category) + 1)
+    if query.near is not None:
+        lat, lng = query.near
+        dlat = query.radius_km / 111.0
+        where.append("l.lat BETWEEN :lat0 AND :lat1 AND dist_km(l.lat, l.lng, :lat, :lng) "
+                     "<= :radius")
+        params.update(lat=lat, lng=lng, radius=query.radius_km, lat0=lat - dlat,
+                      lat1=lat + dlat)
+        if abs(lat) + dlat < 89:
+            dlng = query.radius_km / (111.0 * math.cos(math.radians(abs(lat) + dlat)))
+            if dlng < 180 and -180 <= lng - dlng and lng + dlng <= 180:
+                where.append("l.lng BETWEEN :lng0 AND :lng1")
+                params.update(lng0=lng - dlng, lng1=lng + dlng)
+    if query.status == "open":
+        where.append("l.withdrawn = 0 AND (l.available_until IS NULL OR "
+                     "l.available_until >= :now)")
+    elif query.status == "expired":
+        where.append("l.withdrawn = 0 AND l.available_until < :now")
+    elif query.status == "withdrawn":
+        where.append("l.withdrawn = 1")
+    if query.origin == "local":
+        where.append("l.local = 1")
+    elif query.origin != "all":
+        where.append("l.author = :origin")
+        params["origin"] = query.origin
+    if query.updated_since is not None:
+        where.append("l.updated >= :since")
+        params["since"] = query.updated_since
+    if query.cursor is not None:
+        where.append("(l.updated < :cu OR (l.updated = :cu AND l.id < :ci))")
+        params.update(cu=query.cursor[0], ci=query.cursor[1])
+    sql = (f"SELECT l.* FROM listings l WHERE {' AND '.join(where)} "
+           "ORDER BY l.updated DESC, l.id DESC LIMIT :limit")
+    rows = conn.execute(sql, params).fetchall()
+    next_cursor = None
+    if len(rows) > query.limit:
+        rows = rows[: query.limit]
+        next_cursor = encode_cursor(rows[-1]["updated"], rows[-1]["id"])
+    return rows, next_cursor

@@ -1,0 +1,308 @@
+"""The node's store: one SQLite file, one writer, reads off the event loop.
+
+`Ledger` is the synchronous core (used as-is by the CLI); `Store` wraps it for asyncio
+with a single writer task that group-commits concurrent writes in one durable
+transaction, each write in its own savepoint so one failure never undoes another.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sqlite3
+import threading
+import time
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, TypeVar
+
+from protocol import (
+    Entry,
+    Identity,
+    ProtocolError,
+    create_entry,
+    decode,
+    decode_header,
+    make_fork_proof,
+    verify_run,
+)
+from protocol.sync import Head
+
+from . import projection
+from .db import connect, migrate
+
+T = TypeVar("T")
+MAX_GROUP_COMMIT = 256
+
+
+class StoreError(Exception):
+    """A write the store refuses; ``code`` maps to a problem type."""
+
+    def __init__(self, detail: str, code: str = "conflict") -> None:
+        super().__init__(detail)
+        self.detail = detail
+        self.code = code
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+@dataclass(frozen=True)
+class IngestResult:
+    stored: int
+    duplicates: int
+    fork: bytes | None = None  # encoded fork proof, if this batch revealed one
+
+
+class Ledger:
+    """Synchronous operations on the store; every write runs inside `transaction`."""
+
+    def __init__(self, path: Path, identity: Identity) -> None:
+        self.path = Path(path)
+        self.identity = identity
+        self.conn = connect(self.path)
+        migrate(self.conn)
+
+    def close(self) -> None:
+        self.conn.close()
+
+    def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            result = fn(self.conn)
+        except BaseException:
+            self.conn.execute("ROLLBACK")
+            raise
+        self.conn.execute("COMMIT")
+        return result
+
+    # -- writes (call inside a transaction) --------------------------------------------
+
+    def append_local(self, conn: sqlite3.Connection, kind: str, content: Any,
+                     timestamp: int | None = None) -> Entry:
+        """Sign and store the next entry of this node's own log."""
+        me = self.identity.public
+        if conn.execute("SELECT 1 FROM forks WHERE author = ?", (me,)).fetchone():
+            raise StoreError("this node's own log is forked (was the key file copied to "
+                             "another machine?); it cannot append until an operator "
+                             "resolves it", code="log-frozen")
+        previous = head_entry(conn, me)
+        entry = create_entry(self.identity, kind, content, previous=previous,
+                             timestamp=timestamp)
+        _insert(conn, entry)
+        projection.apply(conn, entry, content, me)
+        return entry
+
+    def ingest(self, conn: sqlite3.Connection, author: bytes, entries: list[Entry]) -> IngestResult:
+        """Store verified entries of one author's log, continuing its current head.
+
+        Entries at or below the head are duplicates when the ids agree and a fork when they
+        differ: the proof is stored and the log frozen at the fork point.
+        """
+        if conn.execute("SELECT 1 FROM forks WHERE author = ?", (author,)).fetchone():
+            return IngestResult(0, 0)
+        stored = dups = 0
+        head = conn.execute("SELECT seq, id FROM heads WHERE author = ?", (author,)).fetchone()
+        seq, hid = (head["seq"], head["id"]) if head else (0, None)
+        for entry in entries:
+            h = entry.header
+            if h.seq <= seq:
+                row = conn.execute("SELECT raw FROM entries WHERE author = ? AND seq = ?",
+                                   (author, h.seq)).fetchone()
+                if row and decode_header(row["raw"]).id == entry.id:
+                    dups += 1
+                    continue
+                if row:
+                    proof = make_fork_proof(decode_header(row["raw"]), entry)
+                    record_fork(conn, proof.author, proof.seq, proof.encode())
+                    return IngestResult(stored, dups, proof.encode())
+            if h.seq != seq + 1 or h.backlink != hid:
+                raise StoreError(f"entry seq {h.seq} does not continue the stored log at seq "
+                                 f"{seq}", code="not-contiguous")
+            _insert(conn, entry)
+            content = decode(entry.payload) if entry.payload is not None else None
+            projection.apply(conn, entry, content, self.identity.public)
+            seq, hid = h.seq, entry.id
+            stored += 1
+        return IngestResult(stored, dups)
+
+    def rebuild(self) -> int:
+        return self.transaction(lambda c: projection.rebuild(c, self.identity.public))
+
+
+def _insert(conn: sqlite3.Connection, entry: Entry) -> None:
+    h = entry.header
+    conn.execute(
+        "INSERT INTO entries (author, seq, id, kind, ts, raw, payload, received) "
+        "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+        (h.author, h.seq, entry.id, h.kind, h.timestamp, entry.raw, entry.payload, now_ms()),
+    )
+    conn.execute("INSERT INTO heads (author, seq, id) VALUES (?, ?, ?) ON CONFLICT (author) "
+                 "DO UPDATE SET seq = excluded.seq, id = excluded.id", (h.author, h.seq, entry.id))
+
+
+def record_fork(conn: sqlite3.Connection, author: bytes, seq: int, proof: bytes) -> bool:
+    cur = conn.execute("INSERT OR IGNORE INTO forks (author, seq, proof, found) "
+                       "VALUES (?, ?, ?, ?)", (author, seq, proof, now_ms()))
+    return cur.rowcount > 0
+
+
+# -- reads (any connection) ------------------------------------------------------------
+
+
+def head_entry(conn: sqlite3.Connection, author: bytes) -> Entry | None:
+    row = conn.execute("SELECT e.raw FROM heads h JOIN entries e ON e.id = h.id "
+                       "WHERE h.author = ?", (author,)).fetchone()
+    return decode_header(row["raw"]) if row else None
+
+
+def heads(conn: sqlite3.Connection) -> dict[bytes, Head]:
+    return {r["author"]: Head(r["seq"], r["id"])
+            for r in conn.execute("SELECT author, seq, id FROM heads")}
+
+
+def entry_rows(conn: sqlite3.Connection, author: bytes, after: int, limit: int,
+               max_bytes: int | None = None) -> list[sqlite3.Row]:
+    """Stored rows of one log after ``after``, up to ``limit`` rows or about max_bytes."""
+    rows = []
+    size = 0
+    for row in conn.execute("SELECT seq, id, raw, payload FROM entries WHERE author = ? "
+                            "AND seq > ? ORDER BY seq LIMIT ?", (author, after, limit)):
+        size += len(row["raw"]) + len(row["payload"] or b"")
+        if max_bytes is not None and rows and size > max_bytes:
+            break
+        rows.append(row)
+    return rows
+
+
+def iter_log(conn: sqlite3.Connection, author: bytes, batch: int = 1000
+             ) -> Iterator[list[sqlite3.Row]]:
+    after = 0
+    while True:
+        rows = entry_rows(conn, author, after, batch)
+        if not rows:
+            return
+        yield rows
+        after = rows[-1]["seq"]
+
+
+def verify_log(conn: sqlite3.Connection, author: bytes) -> tuple[int, str | None]:
+    """Re-verify one stored log from seq 1: (entries checked, first problem or None)."""
+    checked = 0
+    previous: Entry | None = None
+    for rows in iter_log(conn, author):
+        try:
+            run = verify_run([(r["raw"], r["payload"]) for r in rows], previous=previous)
+        except ProtocolError as exc:
+            return checked, f"{exc.code}: {exc.detail} (log {author.hex()}, after seq {checked})"
+        for r, e in zip(rows, run, strict=True):
+            if r["id"] != e.id or r["seq"] != e.seq:
+                return checked, f"row seq {r['seq']} is stored under the wrong id or seq"
+        checked += len(run)
+        previous = run[-1]
+    return checked, None
+
+
+# -- asyncio wrapper -------------------------------------------------------------------
+
+
+class Store:
+    """Async facade: one writer task with group commit, reads in a small thread pool."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self._writer = ThreadPoolExecutor(1, thread_name_prefix="aidmesh-writer")
+        self._readers = ThreadPoolExecutor(2, thread_name_prefix="aidmesh-reader")
+        self._local = threading.local()
+        self._read_conns: list[sqlite3.Connection] = []
+        self._queue: asyncio.Queue[tuple[Callable[[sqlite3.Connection], Any],
+                                         asyncio.Future[Any]]] = asyncio.Queue()
+        self._task: asyncio.Task[None] | None = None
+        self.on_commit: list[Callable[[], None]] = []
+
+    @property
+    def identity(self) -> Identity:
+        return self.ledger.identity
+
+    async def start(self) -> None:
+        self._task = asyncio.create_task(self._write_loop(), name="aidmesh-writer")
+
+    async def close(self) -> None:
+        if self._task:
+            self._task.cancel()
+            try:
+                await self._task
+            except asyncio.CancelledError:
+                pass
+        self._writer.shutdown(wait=True)
+        self._readers.shutdown(wait=True)
+        for conn in self._read_conns:
+            conn.close()
+        self.ledger.close()
+
+    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        """Run ``fn`` in the writer's transaction; returns once it is committed to disk."""
+        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
+        await self._queue.put((fn, future))
+        return await future
+
+    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
+
+    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
+        conn = getattr(self._local, "conn", None)
+        if conn is None:
+            conn = connect(self.ledger.path)
+            self._local.conn = conn
+            self._read_conns.append(conn)
+        return fn(conn)
+
+    async def _write_loop(self) -> None:
+        loop = asyncio.get_running_loop()
+        while True:
+            batch = [await self._queue.get()]
+            while not self._queue.empty() and len(batch) < MAX_GROUP_COMMIT:
+                batch.append(self._queue.get_nowait())
+            try:
+                results = await loop.run_in_executor(self._writer, self._run_batch, batch)
+            except BaseException as exc:  # the commit itself failed: nothing is durable
+                for _, fut in batch:
+                    if not fut.done():
+                        fut.set_exception(exc if isinstance(exc, Exception)
+                                          else RuntimeError("writer stopped"))
+                if isinstance(exc, asyncio.CancelledError):
+                    raise
+                continue
+            for (_, fut), (ok, value) in zip(batch, results, strict=True):
+                if fut.done():
+                    continue
+                if ok:
+                    fut.set_result(value)
+                else:
+                    fut.set_exception(value)
+            for hook in self.on_commit:
+                hook()
+
+    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
+                   ) -> list[tuple[bool, Any]]:
+        conn = self.ledger.conn
+        results: list[tuple[bool, Any]] = []
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for fn, _ in batch:
+                conn.execute("SAVEPOINT job")
+                try:
+                    results.append((True, fn(conn)))
+                    conn.execute("RELEASE job")
+                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
+                    conn.execute("ROLLBACK TO job")
+                    conn.execute("RELEASE job")
+                    results.append((False, exc))
+            conn.execute("COMMIT")
+        except BaseException:
+            if conn.in_transaction:
+                conn.execute("ROLLBACK")
+            raise
+        return results
