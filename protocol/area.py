@@ -11,9 +11,9 @@ import re
 from .errors import PayloadError
 
 MAX_RESOLUTION = 8
-_CELL_RE = re.compile(r"^[0-9a-f]{15}$")
+_CELL_RE = re.compile(r"^[0-9a-f]{15}\Z")
 _PENTAGON_BASE_CELLS = frozenset({4, 14, 24, 38, 49, 58, 63, 72, 83, 97, 107, 117})
-_COORD_RE = re.compile(r"^\s*[-+]?\d+(\.\d+)?\s*[,; ]\s*[-+]?\d+(\.\d+)?\s*$")
+_COORD_RE = re.compile(r"^\s*[-+]?\d+(\.\d+)?\s*[,; ]\s*[-+]?\d+(\.\d+)?\s*\Z")
 
 
 def cell_resolution(cell: str) -> int:

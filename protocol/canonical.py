@@ -85,7 +85,14 @@ def decode(data: bytes, *, max_size: int | None = None) -> Any:
         raise EncodingError("string is not valid UTF-8", code="malformed") from None
     except (ValueError, TypeError, msgpack.UnpackException, RecursionError) as exc:
         reason = str(exc) or type(exc).__name__
-        raise EncodingError(f"not valid msgpack ({reason})", code="malformed") from None
+        code = "malformed"
+        if "max_ext_len" in reason:
+            code = "ext-type"
+        elif "max_array_len" in reason or "max_map_len" in reason:
+            code = "too-long"
+        elif "map key" in reason:
+            code = "bad-map-key"
+        raise EncodingError(f"not valid msgpack ({reason})", code=code) from None
     try:
         again = encode(value)
     except RecursionError:

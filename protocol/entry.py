@@ -129,7 +129,7 @@ def decode_header(raw: bytes) -> Entry:
     m = canonical.decode(raw[:-SIGNATURE_SIZE])
     if not isinstance(m, dict):
         raise _field_error("header must be a msgpack map")
-    if "v" in m and m["v"] != VERSION:
+    if "v" in m and (type(m["v"]) is not int or m["v"] != VERSION):
         raise HeaderError(f"unsupported protocol version {m['v']!r}; this node speaks "
                           f"{VERSION}", code="unsupported-version")
     missing = HEADER_FIELDS - {"back"} - m.keys()

@@ -25,8 +25,8 @@ from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 from .errors import IdentityError
 
 NODE_ID_PREFIX = "am"
-_NODE_ID_RE = re.compile(r"^am[0-9a-f]{64}$")
-_ENTRY_ID_RE = re.compile(r"^[0-9a-f]{64}$")
+_NODE_ID_RE = re.compile(r"^am[0-9a-f]{64}\Z")
+_ENTRY_ID_RE = re.compile(r"^[0-9a-f]{64}\Z")
 SEAL_KEY_INFO = b"aidmesh-seal-key-v1"
 
 

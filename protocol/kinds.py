@@ -18,10 +18,10 @@ from .taxonomy import MAX_CATEGORY_LEN, is_category
 
 ACTIONS = ("transfer", "deliverService", "lend", "use")
 URGENCIES = ("low", "normal", "high", "critical")
-KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}$")
-DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{0,2}[1-9])?$")
-LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}$")
-URL_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?$")
+KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}\Z")
+DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{0,2}[1-9])?\Z")
+LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}\Z")
+URL_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?\Z")
 MAX_SEALED = 4096
 MAX_TIME_MS = 2**53 - 1
 

@@ -86,7 +86,7 @@ def _decode(box: bytes) -> dict:
     except ProtocolError as exc:
         raise SealError(f"sealed box is not canonical msgpack: {exc.detail}") from None
     if (not isinstance(m, dict) or set(m) != {"v", "from", "to", "nonce", "ct"}
-            or m["v"] != SEAL_VERSION):
+            or type(m["v"]) is not int or m["v"] != SEAL_VERSION):
         raise SealError("a sealed box is a map {v: 1, from, to, nonce, ct}")
     for k, size in (("from", 32), ("to", 32), ("nonce", 12)):
         if not isinstance(m[k], bytes) or len(m[k]) != size:

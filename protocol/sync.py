@@ -7,6 +7,7 @@ state; comparing two vectors gives exactly which suffixes to pull.
 from __future__ import annotations
 
 import hashlib
+import re
 from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 
@@ -17,6 +18,7 @@ from .entry import MAX_HEADER_SIZE, MAX_PAYLOAD_SIZE, SIGNATURE_SIZE
 from .errors import FrameError, ProtocolError
 
 HEADS_DIGEST_PREFIX = b"aidmesh/heads/v1\x00"
+_HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
 MAX_FRAME_SIZE = MAX_HEADER_SIZE + SIGNATURE_SIZE + MAX_PAYLOAD_SIZE + 16
 PAGE_MAX_ENTRIES = 500
 PAGE_MAX_BYTES = 1024 * 1024
@@ -42,12 +44,9 @@ def decode_heads(data: bytes, *, max_size: int = 8 * 1024 * 1024) -> dict[bytes,
         raise FrameError("a heads vector is a map", code="bad-heads")
     out: dict[bytes, Head] = {}
     for key, value in m.items():
-        if len(key) != 64 or key != key.lower():
+        if not _HEX64_RE.match(key):
             raise FrameError(f"heads key {key[:70]!r} is not 64 lowercase hex", code="bad-heads")
-        try:
-            author = bytes.fromhex(key)
-        except ValueError:
-            raise FrameError(f"heads key {key[:70]!r} is not hex", code="bad-heads") from None
+        author = bytes.fromhex(key)
         if (not isinstance(value, list) or len(value) != 2 or not isinstance(value[0], int)
                 or isinstance(value[0], bool) or value[0] < 1
                 or not isinstance(value[1], bytes) or len(value[1]) != 32):
@@ -86,7 +85,7 @@ class FrameDecoder:
 
     def __init__(self) -> None:
         self._unpacker = msgpack.Unpacker(
-            raw=False, use_list=True, max_buffer_size=4 * MAX_FRAME_SIZE,
+            raw=False, use_list=True, max_buffer_size=PAGE_MAX_BYTES + 2 * MAX_FRAME_SIZE,
             max_bin_len=MAX_FRAME_SIZE, max_str_len=0, max_array_len=2, max_map_len=0,
             max_ext_len=0,
         )
@@ -134,3 +133,55 @@ def decode_frames(data: bytes) -> list[tuple[bytes, bytes | None]]:
     frames = list(decoder.feed(data))
     decoder.close()
     return frames
+
+
+# -- federation round messages -------------------------------------------------------------
+
+STATE_DIGEST_PREFIX = b"aidmesh/state/v1\x00"
+MAX_WANT = 10_000
+
+
+def encode_state(heads: Heads, forks: list[bytes]) -> bytes:
+    """What a node serves a peer: heads vector plus the fork proofs it holds."""
+    return canonical.encode({"heads": {a.hex(): [h.seq, h.id] for a, h in heads.items()},
+                             "forks": sorted(forks)})
+
+
+def decode_state(data: bytes, *, max_size: int = 8 * 1024 * 1024
+                 ) -> tuple[dict[bytes, Head], list[bytes]]:
+    m = canonical.decode(data, max_size=max_size)
+    if not isinstance(m, dict) or set(m) != {"heads", "forks"}:
+        raise FrameError("a state message is a map with keys 'heads' and 'forks'",
+                         code="bad-state")
+    forks = m["forks"]
+    if not isinstance(forks, list) or not all(isinstance(f, bytes) for f in forks):
+        raise FrameError("state 'forks' is an array of fork proofs (bin)", code="bad-state")
+    return decode_heads(canonical.encode(m["heads"])), forks
+
+
+def state_digest(state: bytes) -> bytes:
+    """Digest of an encoded state message; equal digests mean nothing to pull."""
+    return hashlib.sha256(STATE_DIGEST_PREFIX + state).digest()
+
+
+def encode_want(want: Mapping[bytes, int]) -> bytes:
+    """A pull request: for each author, the seq the puller already has."""
+    return canonical.encode({"want": {a.hex(): after for a, after in want.items()}})
+
+
+def decode_want(data: bytes) -> dict[bytes, int]:
+    m = canonical.decode(data, max_size=1024 * 1024)
+    if not isinstance(m, dict) or set(m) != {"want"} or not isinstance(m["want"], dict):
+        raise FrameError("a pull request is a map {want: {author hex: after seq}}",
+                         code="bad-want")
+    if len(m["want"]) > MAX_WANT:
+        raise FrameError(f"a pull request names at most {MAX_WANT} authors", code="bad-want")
+    out = {}
+    for key, after in m["want"].items():
+        if not _HEX64_RE.match(key):
+            raise FrameError("want keys are 64 lowercase hex digits", code="bad-want")
+        author = bytes.fromhex(key)
+        if not isinstance(after, int) or isinstance(after, bool) or after < 0:
+            raise FrameError("want values are seq numbers >= 0", code="bad-want")
+        out[author] = after
+    return out

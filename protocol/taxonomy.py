@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import re
 
-CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}(/[a-z0-9][a-z0-9-]{0,31}){0,3}$")
+CATEGORY_RE = re.compile(r"^[a-z0-9][a-z0-9-]{0,31}(/[a-z0-9][a-z0-9-]{0,31}){0,3}\Z")
 MAX_CATEGORY_LEN = 100
 
 STARTER_TAXONOMY: dict[str, str] = {

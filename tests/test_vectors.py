@@ -1,0 +1,345 @@
+"""The published test vectors (tests/vectors/*.json) agree with protocol/ and the spec."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from protocol import canonical, seal, sync
+from protocol.entry import (
+    SIGNING_PREFIX,
+    create_entry,
+    decode_header,
+    verify_entry,
+    verify_run,
+)
+from protocol.errors import ProtocolError
+from protocol.fork import decode_fork_proof
+from protocol.identity import Identity, parse_node_id
+
+ROOT = Path(__file__).resolve().parent.parent
+VECTORS = ROOT / "tests" / "vectors"
+DOC = ROOT / "docs" / "protocol.md"
+FILES = ("entries.json", "invalid.json", "fork.json", "seal.json", "sync.json")
+
+
+def load(name: str) -> Any:
+    return json.loads((VECTORS / name).read_text(encoding="utf-8"))
+
+
+def from_json(value: Any) -> Any:
+    """The vectors' JSON form of msgpack values: {"$bin": hex} is a bin value."""
+    if isinstance(value, dict):
+        if set(value) == {"$bin"}:
+            return bytes.fromhex(value["$bin"])
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value
+
+
+def h(text: str | None) -> bytes | None:
+    return None if text is None else bytes.fromhex(text)
+
+
+ENTRIES = load("entries.json")
+ALL_VALID = ENTRIES["entries"] + ENTRIES["chain"]
+BY_ID = {e["entry_id"]: e for e in ALL_VALID}
+INVALID = load("invalid.json")["cases"]
+
+
+# --- generator ----------------------------------------------------------------------------
+
+def test_generator_reproduces_the_files() -> None:
+    gen = _generator()
+    files = gen.build()
+    assert sorted(files) == sorted(FILES)
+    for name, doc in files.items():
+        assert gen.dump(doc) == (VECTORS / name).read_text(encoding="utf-8"), (
+            f"{name} is stale: run python tests/vectors/generate.py")
+
+
+def test_json_is_plain() -> None:
+    """Only JSON strings, integers, arrays, objects and null: readable in any language."""
+
+    def walk(v: Any) -> None:
+        assert not isinstance(v, float)
+        if isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    for name in FILES:
+        walk(load(name))
+
+
+# --- identities and valid entries ---------------------------------------------------------
+
+@pytest.mark.parametrize("ident", ENTRIES["identities"], ids=lambda i: i["name"])
+def test_identity(ident: dict[str, Any]) -> None:
+    me = Identity.from_secret(bytes.fromhex(ident["secret_key"]))
+    assert me.public.hex() == ident["public_key"]
+    assert me.node_id == ident["node_id"] == "am" + ident["public_key"]
+    assert parse_node_id(ident["node_id"]) == me.public
+    assert me.seal_public().hex() == ident["seal_public"]
+
+
+def test_every_kind_has_a_vector() -> None:
+    from protocol.kinds import KINDS
+
+    kinds = {e["kind"] for e in ALL_VALID}
+    assert set(KINDS) <= kinds
+    assert kinds - set(KINDS), "an unknown kind is covered too"
+
+
+@pytest.mark.parametrize("vec", ALL_VALID, ids=lambda e: f"{e['author']}-{e['seq']}-{e['kind']}")
+def test_valid_entry_reproduces_and_verifies(vec: dict[str, Any]) -> None:
+    me = Identity.from_secret(bytes.fromhex(vec["secret_key"]))
+    assert me.node_id == vec["node_id"]
+    prev = None
+    if vec["previous"] is not None:
+        prev = decode_header(bytes.fromhex(BY_ID[vec["previous"]]["signed_header"]))
+    content = from_json(vec["content"])
+    e = create_entry(me, vec["kind"], content, previous=prev, timestamp=vec["timestamp"])
+    assert e.payload.hex() == vec["payload"]
+    assert e.header.payload_hash.hex() == vec["payload_hash"]
+    assert e.header_bytes.hex() == vec["header_bytes"]
+    assert e.signature.hex() == vec["signature"]
+    assert e.raw.hex() == vec["signed_header"] == vec["header_bytes"] + vec["signature"]
+    assert e.id.hex() == vec["entry_id"]
+    assert e.seq == vec["seq"]
+    # Verify from the bytes alone, as a receiver would.
+    got = verify_entry(h(vec["signed_header"]), h(vec["payload"]))
+    assert got.id.hex() == vec["entry_id"]
+    assert canonical.decode(got.payload) == content
+    assert verify_entry(h(vec["signed_header"])).payload is None  # payload may be absent
+
+
+def test_chain_verifies_as_a_run() -> None:
+    chain = ENTRIES["chain"]
+    assert [e["seq"] for e in chain] == [1, 2, 3]
+    items = [(h(e["signed_header"]), h(e["payload"])) for e in chain]
+    out = verify_run(items)
+    assert [x.id.hex() for x in out] == [e["entry_id"] for e in chain]
+    # Runs of a longer log continue from an authentic previous entry.
+    alice = [e for e in ENTRIES["entries"] if e["author"] == "alice"]
+    first = verify_entry(h(alice[0]["signed_header"]))
+    rest = [(h(e["signed_header"]), None) for e in alice[1:]]
+    assert len(verify_run(rest, previous=first)) == len(alice) - 1
+
+
+def test_bob_claim_carries_the_seal_vector() -> None:
+    box = load("seal.json")["box"]
+    claim = next(e for e in ENTRIES["entries"] if e["kind"] == "claim" and "sealed" in e["content"])
+    assert claim["content"]["sealed"] == {"$bin": box}
+
+
+# --- invalid cases ------------------------------------------------------------------------
+
+def test_invalid_cases_cover_the_brief() -> None:
+    codes = {c["code"] for c in INVALID}
+    for code in ("bad-signature", "backlink-mismatch", "non-canonical", "seq-gap",
+                 "payload-too-large", "header-too-large", "area-not-h3", "area-too-precise",
+                 "trailing-bytes", "bad-header", "payload-hash-mismatch",
+                 "unsupported-version", "bad-backlink", "float"):
+        assert code in codes
+
+
+@pytest.mark.parametrize("case", INVALID, ids=lambda c: c["name"])
+def test_invalid_case(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        if case["context"] == "entry":
+            verify_entry(h(case["signed_header"]), h(case["payload"]), now_ms=case["now_ms"])
+        else:
+            assert case["context"] == "run"
+            prev = None if case["previous"] is None else decode_header(h(case["previous"]))
+            items = [(h(i["signed_header"]), h(i["payload"])) for i in case["run"]]
+            verify_run(items, previous=prev, now_ms=case["now_ms"])
+    assert info.value.code == case["code"], str(info.value)
+
+
+# --- fork proofs --------------------------------------------------------------------------
+
+def test_fork_proof() -> None:
+    v = load("fork.json")
+    proof = decode_fork_proof(h(v["proof"]))
+    assert proof.first.id.hex() == v["a_id"] < v["b_id"] == proof.second.id.hex()
+    assert proof.author == parse_node_id(v["author"]) and proof.seq == v["seq"]
+    assert sorted(e["entry_id"] for e in v["entries"]) == [v["a_id"], v["b_id"]]
+    for e in v["entries"]:
+        assert verify_entry(h(e["signed_header"]), h(e["payload"])).id.hex() == e["entry_id"]
+    assert canonical.encode({"a": proof.first.raw, "b": proof.second.raw}).hex() == v["proof"]
+
+
+@pytest.mark.parametrize("case", load("fork.json")["invalid"], ids=lambda c: c["name"])
+def test_invalid_fork_proof(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode_fork_proof(h(case["proof"]))
+    assert info.value.code == case["code"]
+
+
+# --- sealed fields ------------------------------------------------------------------------
+
+def test_seal() -> None:
+    v = load("seal.json")
+    sender = Identity.from_secret(h(v["sender_secret_key"]))
+    recipient = Identity.from_secret(h(v["recipient_secret_key"]))
+    assert sender.seal_public().hex() == v["sender_seal_public"]
+    assert recipient.seal_public().hex() == v["recipient_seal_public"]
+    plaintext = h(v["plaintext"])
+    assert canonical.encode(from_json(v["plaintext_content"])) == plaintext
+    box = seal.seal(sender.seal_private(), recipient.seal_public(), plaintext,
+                    nonce=h(v["nonce"]))
+    assert box.hex() == v["box"]
+    for party in (sender, recipient):
+        assert seal.open_sealed(party.seal_private(), h(v["box"])) == plaintext
+    m = canonical.decode(box)
+    assert m == {"v": 1, "from": sender.seal_public(), "to": recipient.seal_public(),
+                 "nonce": h(v["nonce"]), "ct": m["ct"]}
+    # The intermediate values, recomputed independently of protocol.seal.
+    from cryptography.hazmat.primitives.ciphers.aead import ChaCha20Poly1305
+
+    assert v["hkdf_info"] == (b"aidmesh/seal/v1".hex() + v["sender_seal_public"]
+                              + v["recipient_seal_public"])
+    ct = ChaCha20Poly1305(h(v["key"])).encrypt(h(v["nonce"]), plaintext, h(v["aad"]))
+    assert ct == m["ct"]
+
+
+@pytest.mark.parametrize("case", load("seal.json")["invalid"], ids=lambda c: c["name"])
+def test_invalid_seal(case: dict[str, Any]) -> None:
+    ident = next(i for i in ENTRIES["identities"] if i["name"] == case["open_with"])
+    own = Identity.from_secret(h(ident["secret_key"])).seal_private()
+    with pytest.raises(ProtocolError) as info:
+        seal.open_sealed(own, h(case["box"]))
+    assert info.value.code == case["code"]
+
+
+# --- sync ---------------------------------------------------------------------------------
+
+def test_heads_and_digest() -> None:
+    v = load("sync.json")
+    heads = {h(a): sync.Head(x["seq"], h(x["id"])) for a, x in v["heads"].items()}
+    assert sync.encode_heads(heads).hex() == v["heads_canonical"]
+    assert sync.decode_heads(h(v["heads_canonical"])) == heads
+    assert sync.heads_digest(heads).hex() == v["heads_digest"]
+    assert v["heads_digest_prefix"] == b"aidmesh/heads/v1\x00".hex()
+    assert sync.encode_heads({}).hex() == v["empty_heads_canonical"] == "80"
+    assert sync.heads_digest({}).hex() == v["empty_heads_digest"]
+    # Every head is the newest entry of its log in entries.json.
+    newest: dict[str, dict[str, Any]] = {}
+    for e in ALL_VALID:
+        key = e["node_id"][2:]
+        if key not in newest or e["seq"] > newest[key]["seq"]:
+            newest[key] = e
+    assert {a: {"seq": e["seq"], "id": e["entry_id"]} for a, e in newest.items()} == v["heads"]
+
+
+def test_frames() -> None:
+    v = load("sync.json")
+    want = [(h(f["signed_header"]), h(f["payload"])) for f in v["frames"]]
+    stream = b"".join(sync.encode_frame(raw, p) for raw, p in want)
+    assert stream.hex() == v["frame_stream"]
+    assert sync.decode_frames(stream) == want
+    # Fed one byte at a time, the incremental decoder yields the same frames.
+    dec = sync.FrameDecoder()
+    got = [f for i in range(len(stream)) for f in dec.feed(stream[i:i + 1])]
+    dec.close()
+    assert got == want
+
+
+@pytest.mark.parametrize("case", load("sync.json")["invalid_streams"], ids=lambda c: c["name"])
+def test_invalid_stream(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        sync.decode_frames(h(case["stream"]))
+    assert info.value.code == case["code"]
+
+
+# --- the spec quotes the same bytes -------------------------------------------------------
+
+def _doc_section(title: str) -> str:
+    text = DOC.read_text(encoding="utf-8")
+    m = re.search(rf"^## [0-9. ]*{re.escape(title)}\s*$(.*?)(?=^## |\Z)", text, re.M | re.S)
+    assert m, f"docs/protocol.md has no section '{title}'"
+    return m.group(1)
+
+
+def _json_strings() -> str:
+    """Every string value of every vector file, joined (quoted hex may be a substring)."""
+    out: list[str] = []
+
+    def walk(v: Any) -> None:
+        if isinstance(v, str):
+            out.append(v)
+        elif isinstance(v, dict):
+            for x in v.values():
+                walk(x)
+        elif isinstance(v, list):
+            for x in v:
+                walk(x)
+
+    for name in FILES:
+        walk(load(name))
+    return "|".join(out)
+
+
+def test_doc_vectors_match_the_json() -> None:
+    section = _doc_section("Test vectors")
+    blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+    quoted = [tok for b in blocks for tok in re.findall(r"\b(?:am)?[0-9a-f]{16,}\b", b)]
+    assert len(quoted) >= 15, "the spec quotes the chain and some invalid cases"
+    known = _json_strings()
+    stale = [q for q in quoted if q not in known]
+    assert not stale, f"docs/protocol.md quotes bytes not in tests/vectors: {stale[:3]}"
+    for e in ENTRIES["chain"]:
+        for key in ("header_bytes", "signature", "entry_id", "payload"):
+            assert e[key] in quoted, f"the spec must quote chain seq {e['seq']} {key}"
+
+
+def test_doc_constants() -> None:
+    """A few literal constants of the spec, checked against the code."""
+    text = DOC.read_text(encoding="utf-8")
+    assert SIGNING_PREFIX.hex() in text
+    assert b"aidmesh/heads/v1\x00".hex() in text
+
+    for code in {c["code"] for c in INVALID}:
+        assert f"`{code}`" in text, f"error code {code} is not documented"
+
+
+def _generator() -> Any:
+    spec = importlib.util.spec_from_file_location("vectors_generate", VECTORS / "generate.py")
+    assert spec and spec.loader
+    gen = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gen)
+    return gen
+
+
+def test_doc_generated_block_is_current() -> None:
+    gen = _generator()
+    text = DOC.read_text(encoding="utf-8")
+    begin = "<!-- BEGIN GENERATED: python tests/vectors/generate.py --markdown -->\n"
+    block = text[text.index(begin) + len(begin):text.index("<!-- END GENERATED -->")]
+    assert block == gen.markdown(gen.build())
+
+
+def test_areas_agree_with_h3() -> None:
+    h3 = pytest.importorskip("h3")
+    areas = [e["content"]["area"] for e in ALL_VALID if "area" in e["content"]]
+    areas += [e["content"]["set"]["area"] for e in ALL_VALID
+              if "set" in e["content"] and "area" in e["content"]["set"]]
+    assert areas
+    for a in areas:
+        assert h3.is_valid_cell(a) and h3.get_resolution(a) <= 8
+    for c in INVALID:
+        area = c.get("content", {}).get("area")
+        if c["code"] == "area-not-h3":
+            # aidmesh also rejects upper-case hex, which h3 accepts
+            assert area != area.lower() or not h3.is_valid_cell(area)
+        elif c["code"] == "area-too-precise":
+            assert h3.is_valid_cell(area) and h3.get_resolution(area) > 8

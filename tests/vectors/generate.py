@@ -1,0 +1,639 @@
+"""Regenerate the aidmesh protocol test vectors (deterministic).
+
+Run from anywhere:  python tests/vectors/generate.py            (rewrites the JSON files)
+                    python tests/vectors/generate.py --markdown  (prints the doc excerpt)
+
+Everything is derived from fixed secret keys, fixed timestamps and a fixed seal nonce;
+Ed25519 signatures are deterministic, so two runs produce identical files. The JSON uses
+only strings, integers, arrays, objects and null; bytes are lowercase hex strings.
+
+Payload contents ("content") are written in a JSON form of msgpack values: strings,
+integers, arrays and maps stand for themselves, and ``{"$bin": "<hex>"}`` stands for a
+msgpack bin value. ``tests/test_vectors.py`` checks the files against ``protocol/``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+import msgpack
+
+HERE = Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent.parent))
+
+from cryptography.hazmat.primitives import serialization  # noqa: E402
+from cryptography.hazmat.primitives.asymmetric.x25519 import X25519PublicKey  # noqa: E402
+from cryptography.hazmat.primitives.hashes import SHA256  # noqa: E402
+from cryptography.hazmat.primitives.kdf.hkdf import HKDF  # noqa: E402
+
+from protocol import canonical, seal, sync  # noqa: E402
+from protocol.entry import SIGNING_PREFIX, Entry, create_entry  # noqa: E402
+from protocol.fork import make_fork_proof  # noqa: E402
+from protocol.identity import Identity  # noqa: E402
+
+# --- fixed inputs -------------------------------------------------------------------------
+
+SECRETS = {
+    "alice": bytes(range(32)),
+    "bob": bytes([7] * 32),
+    "carol": bytes(range(32, 64)),
+}
+T0 = 1_795_000_000_000  # 2026-11-18T09:46:40Z, milliseconds since the Unix epoch
+MINUTE = 60_000
+SEAL_NONCE = bytes(range(12))
+AREA_RES8 = "881f1d4895fffff"  # Berlin Mitte, resolution 8 (h3.latlng_to_cell(52.52, 13.405, 8))
+AREA_RES6 = "861f1d48fffffff"  # the resolution-6 parent of the same place
+AREA_RES9 = "891f1d48947ffff"  # resolution 9: too precise for a public entry
+# mode 1, resolution 1, base cell 4 (a pentagon), digit 1 = 1 (the deleted K axis), rest 7
+PENTAGON_K_CELL = f"{(1 << 59) | (1 << 52) | (4 << 45) | (1 << 42) | ((1 << 42) - 1):015x}"
+NOW_MS = T0 + 60 * MINUTE  # "now" for the future-timestamp case
+
+IDS = {name: Identity.from_secret(secret) for name, secret in SECRETS.items()}
+
+
+# --- JSON forms ---------------------------------------------------------------------------
+
+def to_json(value: Any) -> Any:
+    """A msgpack value in the JSON form described in the module docstring."""
+    if isinstance(value, bytes):
+        return {"$bin": value.hex()}
+    if isinstance(value, dict):
+        return {k: to_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [to_json(v) for v in value]
+    return value
+
+
+def from_json(value: Any) -> Any:
+    if isinstance(value, dict):
+        if set(value) == {"$bin"}:
+            return bytes.fromhex(value["$bin"])
+        return {k: from_json(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [from_json(v) for v in value]
+    return value
+
+
+def sign_raw(ident: Identity, header_bytes: bytes) -> bytes:
+    """header_bytes || Ed25519(SIGNING_PREFIX || header_bytes), for hand-made headers."""
+    return header_bytes + ident.sign(SIGNING_PREFIX + header_bytes)
+
+
+def header_map(ident: Identity, *, seq: int, ts: int, kind: str, payload: bytes,
+               back: bytes | None = None) -> dict[str, Any]:
+    m: dict[str, Any] = {"v": 1, "author": ident.public, "seq": seq, "ts": ts, "kind": kind,
+                         "phash": hashlib.sha256(payload).digest(), "psize": len(payload)}
+    if back is not None:
+        m["back"] = back
+    return m
+
+
+# --- valid entries ------------------------------------------------------------------------
+
+class Log:
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ident = IDS[name]
+        self.entries: list[Entry] = []
+
+    @property
+    def head(self) -> Entry | None:
+        return self.entries[-1] if self.entries else None
+
+
+def entry_vector(log: Log, label: str, kind: str, content: Any, ts: int) -> dict[str, Any]:
+    prev = log.head
+    e = create_entry(log.ident, kind, content, previous=prev, timestamp=ts)
+    log.entries.append(e)
+    return {
+        "label": label,
+        "author": log.name,
+        "secret_key": log.ident.secret.hex(),
+        "node_id": log.ident.node_id,
+        "kind": kind,
+        "seq": e.seq,
+        "timestamp": e.header.timestamp,
+        "previous": None if prev is None else prev.id.hex(),
+        "content": to_json(content),
+        "payload": e.payload.hex(),
+        "payload_hash": e.header.payload_hash.hex(),
+        "header_bytes": e.header_bytes.hex(),
+        "signature": e.signature.hex(),
+        "signed_header": e.raw.hex(),
+        "entry_id": e.id.hex(),
+    }
+
+
+def seal_parts() -> dict[str, Any]:
+    """The sealed-field vector: bob seals contact details to alice."""
+    sender, recipient = IDS["bob"], IDS["alice"]
+    plaintext_value = {"contact": "Ask for Sam at the side door", "phone": "+49 30 5555 0100"}
+    plaintext = canonical.encode(plaintext_value)
+    box = seal.seal(sender.seal_private(), recipient.seal_public(), plaintext, nonce=SEAL_NONCE)
+    shared = sender.seal_private().exchange(
+        X25519PublicKey.from_public_bytes(recipient.seal_public()))
+    key = HKDF(algorithm=SHA256(), length=32, salt=None,
+               info=seal.SEAL_INFO + sender.seal_public() + recipient.seal_public()).derive(shared)
+    return {
+        "sender": "bob",
+        "sender_secret_key": sender.secret.hex(),
+        "sender_seal_private": seal_private_hex(sender),
+        "sender_seal_public": sender.seal_public().hex(),
+        "recipient": "alice",
+        "recipient_secret_key": recipient.secret.hex(),
+        "recipient_seal_private": seal_private_hex(recipient),
+        "recipient_seal_public": recipient.seal_public().hex(),
+        "shared_secret": shared.hex(),
+        "hkdf_info": (seal.SEAL_INFO + sender.seal_public() + recipient.seal_public()).hex(),
+        "key": key.hex(),
+        "aad": seal.SEAL_AAD.hex(),
+        "nonce": SEAL_NONCE.hex(),
+        "plaintext_content": to_json(plaintext_value),
+        "plaintext": plaintext.hex(),
+        "box": box.hex(),
+    }, box
+
+
+def seal_private_hex(ident: Identity) -> str:
+    return ident.seal_private().private_bytes(
+        serialization.Encoding.Raw, serialization.PrivateFormat.Raw,
+        serialization.NoEncryption()).hex()
+
+
+def build_entries() -> tuple[dict[str, Any], dict[str, Log], dict[str, Any], bytes]:
+    alice, bob, carol = Log("alice"), Log("bob"), Log("carol")
+    seal_vec, box = seal_parts()
+    t = iter(range(T0, T0 + 1000 * MINUTE, MINUTE))
+    out: list[dict[str, Any]] = []
+
+    out.append(entry_vector(alice, "alice profile", "profile", {
+        "name": "Mitte Food Share",
+        "about": "Neighbourhood group, Saturdays at the community centre.",
+        "area": AREA_RES6,
+        "languages": ["de", "en"],
+        "seal_key": IDS["alice"].seal_public(),
+    }, next(t)))
+    out.append(entry_vector(alice, "offer with every optional field", "offer", {
+        "title": "20 loaves of bread",
+        "description": "Yesterday's sourdough from the bakery on the corner.",
+        "action": "transfer",
+        "category": "food/bread",
+        "quantity": {"value": "20", "unit": "loaf"},
+        "area": AREA_RES8,
+        "available_from": T0,
+        "available_until": T0 + 8 * 3600 * 1000,
+        "tags": ["vegan", "pickup"],
+        "language": "en",
+    }, next(t)))
+    offer_id = alice.head.id
+    out.append(entry_vector(alice, "need with urgency and radius", "need", {
+        "title": "Baby formula",
+        "action": "transfer",
+        "category": "food/baby",
+        "quantity": {"value": "2.5", "unit": "kg"},
+        "urgency": "high",
+        "radius_km": 5,
+        "area": AREA_RES8,
+        "language": "de",
+    }, next(t)))
+    need_id = alice.head.id
+    out.append(entry_vector(alice, "update of the offer", "update", {
+        "target": offer_id,
+        "set": {"quantity": {"value": "12", "unit": "loaf"},
+                "available_until": T0 + 6 * 3600 * 1000},
+    }, next(t)))
+
+    out.append(entry_vector(bob, "bob profile", "profile", {
+        "name": "Kreuzberg Mutual Aid",
+        "seal_key": IDS["bob"].seal_public(),
+    }, next(t)))
+    out.append(entry_vector(bob, "claim with a sealed field", "claim", {
+        "target": offer_id,
+        "target_author": IDS["alice"].public,
+        "quantity": {"value": "5", "unit": "loaf"},
+        "message": "We can pick up at 17:00.",
+        "sealed": box,
+    }, next(t)))
+    claim1 = bob.head.id
+    out.append(entry_vector(bob, "second claim", "claim", {
+        "target": offer_id,
+        "target_author": IDS["alice"].public,
+    }, next(t)))
+    claim2 = bob.head.id
+
+    out.append(entry_vector(alice, "trust a peer", "trust", {
+        "peer": IDS["bob"].public,
+        "url": "https://kreuzberg.example.org/aidmesh",
+    }, next(t)))
+    out.append(entry_vector(alice, "accept the first claim", "accept", {
+        "claim": claim1,
+        "claim_author": IDS["bob"].public,
+        "quantity": {"value": "5", "unit": "loaf"},
+    }, next(t)))
+    out.append(entry_vector(alice, "decline the second claim", "decline", {
+        "claim": claim2,
+        "claim_author": IDS["bob"].public,
+        "reason": "All promised already.",
+    }, next(t)))
+    out.append(entry_vector(alice, "fulfil the first claim", "fulfil", {
+        "claim": claim1,
+        "claim_author": IDS["bob"].public,
+        "quantity": {"value": "5", "unit": "loaf"},
+    }, next(t)))
+    out.append(entry_vector(alice, "withdraw the need", "withdraw", {
+        "target": need_id,
+        "reason": "Found some.",
+    }, next(t)))
+    out.append(entry_vector(alice, "redact the need's payload", "redact", {
+        "target": need_id,
+    }, next(t)))
+    out.append(entry_vector(alice, "untrust the peer", "untrust", {
+        "peer": IDS["bob"].public,
+    }, next(t)))
+    out.append(entry_vector(alice, "unknown kind (verifies, ignored by state)", "x-poll", {
+        "question": "Next market day?",
+        "options": ["sat", "sun"],
+        "weights": [2, 1],
+    }, next(t)))
+
+    chain = [
+        entry_vector(carol, "chain 1", "profile", {"name": "Carol"}, T0),
+        entry_vector(carol, "chain 2", "offer", {
+            "title": "Ladder", "action": "lend", "category": "tools"}, T0 + MINUTE),
+        entry_vector(carol, "chain 3", "withdraw", {"target": carol.head.id}, T0 + 2 * MINUTE),
+    ]
+
+    idents = [{
+        "name": name,
+        "secret_key": ident.secret.hex(),
+        "public_key": ident.public.hex(),
+        "node_id": ident.node_id,
+        "seal_private": seal_private_hex(ident),
+        "seal_public": ident.seal_public().hex(),
+    } for name, ident in IDS.items()]
+
+    doc = {
+        "description": "Valid aidmesh v1 entries. Reproduce each from secret_key, kind, "
+                       "content, timestamp and previous (the entry id of the entry before "
+                       "it in the same log, listed in this file, or null at seq 1). Content "
+                       "uses {\"$bin\": hex} for msgpack bin values.",
+        "signing_prefix": SIGNING_PREFIX.hex(),
+        "identities": idents,
+        "entries": out,
+        "chain": chain,
+    }
+    return doc, {"alice": alice, "bob": bob, "carol": carol}, seal_vec, box
+
+
+# --- invalid cases ------------------------------------------------------------------------
+
+def case(name: str, rule: str, code: str, context: str, items: list[tuple[bytes, bytes | None]],
+         *, previous: Entry | None = None, now_ms: int | None = None,
+         note: str = "") -> dict[str, Any]:
+    c: dict[str, Any] = {"name": name, "rule": rule, "code": code, "context": context}
+    if note:
+        c["note"] = note
+    if context == "entry":
+        (raw, payload), = items
+        c["signed_header"] = raw.hex()
+        c["payload"] = None if payload is None else payload.hex()
+    else:
+        c["run"] = [{"signed_header": raw.hex(), "payload": None if p is None else p.hex()}
+                    for raw, p in items]
+        c["previous"] = None if previous is None else previous.raw.hex()
+    c["now_ms"] = now_ms
+    return c
+
+
+def build_invalid(logs: dict[str, Log]) -> dict[str, Any]:
+    carol = logs["carol"]
+    ident = carol.ident
+    c1, c2, c3 = carol.entries
+    good_payload = canonical.encode({"title": "Ladder", "action": "lend", "category": "tools"})
+    cases = []
+
+    def signed(m: dict[str, Any]) -> bytes:
+        return sign_raw(ident, canonical.encode(m))
+
+    def offer_with(content_bytes: bytes, ts: int = T0 + MINUTE) -> tuple[bytes, bytes]:
+        m = header_map(ident, seq=2, ts=ts, kind="offer", payload=content_bytes, back=c1.id)
+        return signed(m), content_bytes
+
+    # --- structure of the signed header (H rules) ---
+    big = header_map(ident, seq=1, ts=T0, kind="x-big", payload=b"\xc0")
+    big["pad"] = bytes(500)
+    cases.append(case("oversize signed header (577+ bytes)", "H1", "header-too-large", "entry",
+                      [(signed(big), None)]))
+    cases.append(case("signed header no longer than a signature", "H2", "malformed", "entry",
+                      [(bytes(64), None)]))
+    hb = c1.header_bytes
+    cases.append(case("trailing byte after the header map (signed)", "H3", "trailing-bytes",
+                      "entry", [(sign_raw(ident, hb + b"\xc0"), c1.payload)]))
+    noncanon_seq = hb.replace(b"\xa3seq\x01", b"\xa3seq\xcc\x01")
+    assert noncanon_seq != hb
+    cases.append(case("non-canonical header: seq 1 as uint8 (cc 01)", "H3", "non-canonical",
+                      "entry", [(sign_raw(ident, noncanon_seq), c1.payload)]))
+    m = c1.header.to_map()
+    unsorted = msgpack.packb(dict(sorted(m.items(), reverse=True)), use_bin_type=True)
+    cases.append(case("non-canonical header: keys not sorted", "H3", "non-canonical", "entry",
+                      [(sign_raw(ident, unsorted), c1.payload)]))
+    cases.append(case("header is an array, not a map", "H4", "bad-header", "entry",
+                      [(sign_raw(ident, canonical.encode([1, 2, 3])), None)]))
+    v2 = c1.header.to_map()
+    v2["v"] = 2
+    cases.append(case("unsupported version 2", "H5", "unsupported-version", "entry",
+                      [(signed(v2), c1.payload)]))
+    nots = c1.header.to_map()
+    del nots["ts"]
+    cases.append(case("missing header field ts", "H6", "bad-header", "entry",
+                      [(signed(nots), c1.payload)]))
+    extra = c1.header.to_map()
+    extra["x"] = 1
+    cases.append(case("unknown header field x", "H7", "bad-header", "entry",
+                      [(signed(extra), c1.payload)]))
+    seq0 = c1.header.to_map()
+    seq0["seq"] = 0
+    cases.append(case("seq 0", "H8", "bad-header", "entry", [(signed(seq0), c1.payload)]))
+    back1 = c1.header.to_map()
+    back1["back"] = bytes(32)
+    cases.append(case("seq 1 with a backlink", "H9", "bad-backlink", "entry",
+                      [(signed(back1), c1.payload)]))
+    noback = c2.header.to_map()
+    del noback["back"]
+    cases.append(case("missing backlink at seq 2", "H9", "bad-backlink", "entry",
+                      [(signed(noback), c2.payload)]))
+    badkind = c1.header.to_map()
+    badkind["kind"] = "Offer"
+    cases.append(case("kind with an upper-case letter", "H10", "bad-kind", "entry",
+                      [(signed(badkind), c1.payload)]))
+    huge = header_map(ident, seq=1, ts=T0, kind="x-blob", payload=b"")
+    huge["psize"] = 65537
+    cases.append(case("header declares a 65537-byte payload", "H12", "payload-too-large",
+                      "entry", [(signed(huge), None)]))
+    shortauthor = c1.header.to_map()
+    shortauthor["author"] = ident.public[:31]
+    cases.append(case("author is 31 bytes", "H13", "bad-header", "entry",
+                      [(sign_raw(ident, canonical.encode(shortauthor)), c1.payload)]))
+
+    # --- signature and time ---
+    bad_sig = bytearray(c1.raw)
+    bad_sig[-1] ^= 0x01
+    cases.append(case("bad signature (last bit flipped)", "S1", "bad-signature", "entry",
+                      [(bytes(bad_sig), c1.payload)]))
+    other = IDS["alice"]
+    cases.append(case("signed by another key than the author", "S1", "bad-signature", "entry",
+                      [(sign_raw(other, c1.header_bytes), c1.payload)]))
+    future = c1.header.to_map()
+    future["ts"] = NOW_MS + 600_001
+    cases.append(case("timestamp more than 600 s ahead of now_ms", "T1", "future-timestamp",
+                      "entry", [(signed(future), c1.payload)], now_ms=NOW_MS))
+
+    # --- payload rules (P) ---
+    big_payload = canonical.encode({"blob": bytes(65537 - 9)})
+    assert len(big_payload) == 65537, len(big_payload)
+    hbig = header_map(ident, seq=1, ts=T0, kind="x-blob", payload=big_payload)
+    hbig["psize"] = 100
+    cases.append(case("payload of 65537 bytes", "P1", "payload-too-large", "entry",
+                      [(signed(hbig), big_payload)]))
+    cases.append(case("payload shorter than psize", "P2", "payload-size-mismatch", "entry",
+                      [(c1.raw, c1.payload[:-1])]))
+    swapped = bytearray(c1.payload)
+    swapped[-1] ^= 0x01  # 'Carol' -> 'Carom': same size, other hash
+    cases.append(case("payload hash mismatch", "P3", "payload-hash-mismatch", "entry",
+                      [(c1.raw, bytes(swapped))]))
+    unsorted_payload = msgpack.packb({"title": "Ladder", "category": "tools",
+                                      "action": "lend"}, use_bin_type=True)
+    cases.append(case("non-canonical payload: keys not sorted", "P4", "non-canonical", "entry",
+                      [offer_with(unsorted_payload)]))
+    cases.append(case("trailing byte after the payload", "P4", "trailing-bytes", "entry",
+                      [offer_with(good_payload + b"\xc0")]))
+    float_payload = msgpack.packb({"action": "lend", "category": "tools", "radius_km": 1.5,
+                                   "title": "Ladder"}, use_bin_type=True)
+    cases.append(case("float in payload", "P4", "float", "entry", [offer_with(float_payload)]))
+    ext_payload = b"\x81\xa1x\xd4\x01\x00"  # {"x": fixext1 type 1}
+    cases.append(case("msgpack ext in payload", "P4", "ext-type", "entry",
+                      [offer_with(ext_payload)], note="any ext value is rejected"))
+
+    def content_case(name: str, rule: str, code: str, content: dict[str, Any],
+                     kind: str = "offer") -> None:
+        p = canonical.encode(content)
+        m = header_map(ident, seq=2, ts=T0 + MINUTE, kind=kind, payload=p, back=c1.id)
+        c = case(name, rule, code, "entry", [(signed(m), p)])
+        c["content"] = to_json(content)
+        cases.append(c)
+
+    base = {"title": "Ladder", "action": "lend", "category": "tools"}
+    arr = canonical.encode(["Ladder"])
+    cases.append(case("offer payload is an array, not a map", "C1", "payload-schema", "entry",
+                      [offer_with(arr)]))
+    content_case("unknown payload field", "C2", "payload-unknown-field", {**base, "colour": "red"})
+    content_case("missing required field title", "C3", "payload-missing-field",
+                 {"action": "lend", "category": "tools"})
+    content_case("coordinates in an area", "C5", "area-not-h3", {**base, "area": "52.52,13.405"})
+    content_case("H3 cell: digit after the resolution is not 7", "C5", "area-not-h3",
+                 {**base, "area": AREA_RES8[:-1] + "0"})
+    content_case("H3 cell: upper-case hex", "C5", "area-not-h3",
+                 {**base, "area": AREA_RES8.upper()})
+    content_case("H3 cell: pentagon base cell 4 with leading digit 1", "C5", "area-not-h3",
+                 {**base, "area": PENTAGON_K_CELL})
+    content_case("H3 cell of resolution 9", "C6", "area-too-precise", {**base, "area": AREA_RES9})
+    content_case("quantity with a trailing zero", "C4", "payload-schema",
+                 {**base, "quantity": {"value": "2.50", "unit": "kg"}})
+    content_case("quantity zero", "C4", "payload-schema",
+                 {**base, "quantity": {"value": "0", "unit": "kg"}})
+    content_case("unknown action", "C4", "payload-schema", {**base, "action": "sell"})
+    content_case("available_until before available_from", "C7", "payload-schema",
+                 {**base, "available_from": T0, "available_until": T0 - 1})
+
+    # --- runs (R rules) ---
+    cases.append(case("valid chain minus its first entry (starts at seq 2)", "R1", "seq-gap",
+                      "run", [(c2.raw, c2.payload), (c3.raw, c3.payload)]))
+    cases.append(case("seq gap: 1 then 3", "R3", "seq-gap", "run",
+                      [(c1.raw, c1.payload), (c3.raw, c3.payload)]))
+    wrong_back = header_map(ident, seq=2, ts=T0 + MINUTE, kind="offer", payload=good_payload,
+                            back=hashlib.sha256(b"not the previous entry").digest())
+    cases.append(case("wrong backlink at seq 2", "R4", "backlink-mismatch", "run",
+                      [(c1.raw, c1.payload), (signed(wrong_back), good_payload)]))
+    early = header_map(ident, seq=2, ts=T0 - 1, kind="offer", payload=good_payload, back=c1.id)
+    cases.append(case("timestamp before the predecessor's", "R5", "timestamp-regression", "run",
+                      [(c1.raw, c1.payload), (signed(early), good_payload)]))
+    alice1 = logs["alice"].entries[0]
+    cases.append(case("continues another author's entry", "R2", "author-mismatch", "run",
+                      [(c2.raw, c2.payload)], previous=alice1))
+    bad_last = bytearray(c3.raw)
+    bad_last[-1] ^= 0x01
+    cases.append(case("run whose newest signature is bad", "S1", "bad-signature", "run",
+                      [(c1.raw, c1.payload), (c2.raw, c2.payload), (bytes(bad_last), None)]))
+    cases.append(case("run with a payload that does not match", "P3", "payload-hash-mismatch",
+                      "run", [(c1.raw, bytes(swapped)), (c2.raw, c2.payload)]))
+    cases.append(case("empty run", "R0", "empty-run", "run", []))
+
+    return {
+        "description": "Inputs every implementation must reject with exactly this error "
+                       "code. context 'entry': verify one signed header (and payload if not "
+                       "null) on its own signature, with the future-timestamp check only "
+                       "when now_ms is not null. context 'run': verify a contiguous run, "
+                       "continuing 'previous' (a signed header, already authentic) if not "
+                       "null. Rule names refer to docs/protocol.md.",
+        "cases": cases,
+    }
+
+
+# --- fork, seal, sync ---------------------------------------------------------------------
+
+def build_fork(logs: dict[str, Log]) -> dict[str, Any]:
+    carol = logs["carol"]
+    c1, c2, c3 = carol.entries
+    fork2 = create_entry(carol.ident, "offer",
+                         {"title": "Wheelbarrow", "action": "lend", "category": "tools/garden"},
+                         previous=c1, timestamp=T0 + MINUTE)
+    proof = make_fork_proof(c2, fork2)
+    enc = proof.encode()
+    a, b = proof.first, proof.second
+    swapped = canonical.encode({"a": b.raw, "b": a.raw})
+    same = canonical.encode({"a": c2.raw, "b": c2.raw})
+    diff_seq = canonical.encode({"a": c2.raw, "b": c3.raw} if c2.id < c3.id
+                                else {"a": c3.raw, "b": c2.raw})
+    return {
+        "description": "A fork proof: canonical msgpack {a, b} of two signed headers by "
+                       "one author at one seq, a's entry id < b's. 'invalid' proofs must be "
+                       "rejected with code not-a-fork.",
+        "author": carol.ident.node_id,
+        "seq": 2,
+        "entries": [
+            {"signed_header": c2.raw.hex(), "entry_id": c2.id.hex(),
+             "payload": c2.payload.hex()},
+            {"signed_header": fork2.raw.hex(), "entry_id": fork2.id.hex(),
+             "payload": fork2.payload.hex()},
+        ],
+        "proof": enc.hex(),
+        "a_id": a.id.hex(),
+        "b_id": b.id.hex(),
+        "invalid": [
+            {"name": "headers in the wrong order", "proof": swapped.hex(), "code": "not-a-fork"},
+            {"name": "the same entry twice", "proof": same.hex(), "code": "not-a-fork"},
+            {"name": "different seq numbers", "proof": diff_seq.hex(), "code": "not-a-fork"},
+        ],
+    }
+
+
+def build_seal(seal_vec: dict[str, Any], box: bytes) -> dict[str, Any]:
+    tampered = bytearray(box)
+    tampered[-1] ^= 0x01
+    return {
+        "description": "A sealed box from bob to alice (X25519 static-static, HKDF-SHA256, "
+                       "ChaCha20-Poly1305), with intermediate values. The same box is the "
+                       "'sealed' field of bob's first claim in entries.json.",
+        **seal_vec,
+        "invalid": [
+            {"name": "last ciphertext byte flipped", "box": bytes(tampered).hex(),
+             "open_with": "alice", "code": "bad-seal"},
+            {"name": "opened by a third party", "box": box.hex(), "open_with": "carol",
+             "code": "not-a-party"},
+        ],
+    }
+
+
+def build_sync(logs: dict[str, Log]) -> dict[str, Any]:
+    heads = {log.ident.public: sync.Head(log.head.seq, log.head.id) for log in logs.values()}
+    enc = sync.encode_heads(heads)
+    carol = logs["carol"].entries
+    frames = [sync.encode_frame(carol[0].raw, carol[0].payload),
+              sync.encode_frame(carol[1].raw, None),
+              sync.encode_frame(carol[2].raw, carol[2].payload)]
+    stream = b"".join(frames)
+    noncanon = msgpack.packb([carol[0].raw, carol[0].payload], use_bin_type=True)
+    noncanon = b"\xdc\x00\x02" + noncanon[1:]  # array16 header instead of fixarray
+    return {
+        "description": "Heads vector {author hex: [seq, head entry id]} in canonical form, "
+                       "its digest SHA-256(prefix || canonical heads), and a stream of "
+                       "frames [signed header, payload or nil].",
+        "heads": {log.ident.public.hex(): {"seq": log.head.seq, "id": log.head.id.hex()}
+                  for log in logs.values()},
+        "heads_canonical": enc.hex(),
+        "heads_digest_prefix": sync.HEADS_DIGEST_PREFIX.hex(),
+        "heads_digest": sync.heads_digest(heads).hex(),
+        "empty_heads_canonical": sync.encode_heads({}).hex(),
+        "empty_heads_digest": sync.heads_digest({}).hex(),
+        "frames": [{"signed_header": carol[0].raw.hex(), "payload": carol[0].payload.hex()},
+                   {"signed_header": carol[1].raw.hex(), "payload": None},
+                   {"signed_header": carol[2].raw.hex(), "payload": carol[2].payload.hex()}],
+        "frame_stream": stream.hex(),
+        "invalid_streams": [
+            {"name": "stream cut inside the last frame", "stream": stream[:-1].hex(),
+             "code": "truncated"},
+            {"name": "frame array with an array16 header", "stream": noncanon.hex(),
+             "code": "non-canonical"},
+        ],
+    }
+
+
+# --- output -------------------------------------------------------------------------------
+
+def build() -> dict[str, dict[str, Any]]:
+    entries, logs, seal_vec, box = build_entries()
+    return {
+        "entries.json": entries,
+        "invalid.json": build_invalid(logs),
+        "fork.json": build_fork(logs),
+        "seal.json": build_seal(seal_vec, box),
+        "sync.json": build_sync(logs),
+    }
+
+
+def dump(doc: dict[str, Any]) -> str:
+    return json.dumps(doc, indent=2, ensure_ascii=False) + "\n"
+
+
+def markdown(files: dict[str, dict[str, Any]]) -> str:
+    """The excerpt quoted in docs/protocol.md (section Test vectors)."""
+    lines: list[str] = []
+    ent = files["entries.json"]
+    carol = next(i for i in ent["identities"] if i["name"] == "carol")
+    lines += ["```", f"secret_key   {carol['secret_key']}",
+              f"node_id      {carol['node_id']}", f"seal_public  {carol['seal_public']}", "```",
+              ""]
+    for e in ent["chain"]:
+        lines += [f"Chain entry seq {e['seq']} (kind `{e['kind']}`, ts {e['timestamp']}, "
+                  f"content `{json.dumps(e['content'], separators=(',', ':'))}`):", "",
+                  "```",
+                  f"payload        {e['payload']}",
+                  f"header_bytes   {e['header_bytes']}",
+                  f"signature      {e['signature']}",
+                  f"entry_id       {e['entry_id']}",
+                  "```", ""]
+    inv = {c["name"]: c for c in files["invalid.json"]["cases"]}
+    for name in ("bad signature (last bit flipped)", "non-canonical header: seq 1 as uint8 (cc 01)",
+                 "wrong backlink at seq 2"):
+        c = inv[name]
+        lines += [f"Invalid ({c['context']}), {name} → `{c['code']}`:", "", "```"]
+        if c["context"] == "entry":
+            lines.append(f"signed_header  {c['signed_header']}")
+        else:
+            for i, item in enumerate(c["run"]):
+                lines.append(f"run[{i}]         {item['signed_header']}")
+        lines += ["```", ""]
+    s = files["sync.json"]
+    lines += ["Heads vector of the three logs and its digest:", "", "```",
+              f"heads_canonical  {s['heads_canonical']}",
+              f"heads_digest     {s['heads_digest']}",
+              f"empty digest     {s['empty_heads_digest']}", "```"]
+    return "\n".join(lines) + "\n"
+
+
+def main() -> None:
+    files = build()
+    if "--markdown" in sys.argv[1:]:
+        sys.stdout.write(markdown(files))
+        return
+    for name, doc in files.items():
+        (HERE / name).write_text(dump(doc), encoding="utf-8")
+        print(f"wrote {HERE / name}")
+
+
+if __name__ == "__main__":
+    main()
