@@ -18,7 +18,7 @@ from protocol.identity import parse_entry_id
 from . import __version__, auth
 from . import store as st
 from .app import NODE, require
-from .listing import parse_time, payload_from_json, to_json
+from .listing import parse_time, payload_from_json, rfc3339, to_json
 from .problems import Problem
 from .query import STATUSES, ListingQuery, QueryError, decode_cursor
 from .query import run as run_query
@@ -29,7 +29,9 @@ PREFIX = "/api/v1"
 
 def protocol_problem(exc: ProtocolError) -> Problem:
     m = _FIELD_RE.search(exc.detail)
-    return Problem(422, exc.code, exc.detail, field=m.group(1) if m else None)
+    # An update's fields sit under 'set' in the payload; name them as the client sent them.
+    field = m.group(1).removeprefix("set.") if m else None
+    return Problem(422, exc.code, exc.detail, field=field)
 
 
 def store_problem(exc: st.StoreError) -> Problem:
@@ -42,9 +44,16 @@ async def read_json(request: web.Request) -> Any:
                       "send the body as JSON with 'Content-Type: application/json'")
     raw = await request.read()
     try:
-        return json.loads(raw)
-    except (ValueError, UnicodeDecodeError) as exc:
+        body = json.loads(raw)
+        # Lone surrogates ("\ud800") parse but are not UTF-8: refuse them before they reach
+        # msgpack or SQLite as a 500.
+        json.dumps(body, ensure_ascii=False).encode()
+        return body
+    except (ValueError, UnicodeError) as exc:
         raise Problem(400, "malformed-json", f"the body is not valid JSON: {exc}") from None
+    except RecursionError:
+        raise Problem(400, "malformed-json", "the body is not valid JSON: nested too "
+                      "deeply") from None
 
 
 def check_params(request: web.Request, allowed: set[str]) -> None:
@@ -353,6 +362,99 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.Response(status=204)
 
 
+# -- peers ----------------------------------------------------------------------------------
+
+
+def peer_rows(conn, me: bytes) -> list[dict[str, Any]]:
+    """Peers our log trusts, with the progress last saved by the gossip loop."""
+    rows = conn.execute(
+        "SELECT t.peer, t.url, p.last_success, p.last_error, p.last_error_at, p.bytes_in, "
+        "p.bytes_out, p.entries_in, p.behind FROM trust_edges t LEFT JOIN peer_state p "
+        "ON p.peer = t.peer WHERE t.author = ? AND t.active = 1 ORDER BY t.peer", (me,))
+    return [{
+        "id": "am" + r["peer"].hex(), "url": r["url"],
+        "last_success": rfc3339(r["last_success"]), "last_error": r["last_error"],
+        "last_error_at": rfc3339(r["last_error_at"]), "entries_behind": r["behind"],
+        "entries_in": r["entries_in"] or 0, "bytes_in": r["bytes_in"] or 0,
+        "bytes_out": r["bytes_out"] or 0,
+    } for r in rows]
+
+
+def _live(node, peer: dict[str, Any]) -> dict[str, Any]:
+    """Prefer the gossip loop's in-memory figures: fresher than the saved ones."""
+    link = node.gossip.links.get(parse_node_id(peer["id"])) if node.gossip else None
+    if link is None:
+        return peer
+    live = link.as_json()
+    for key in ("last_success", "last_error_at"):
+        live[key] = rfc3339(live[key])
+    return {**peer, **live}
+
+
+@require("reader")
+async def list_peers(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    rows = await node.store.read(lambda c: peer_rows(c, node.identity.public))
+    return json_response({"peers": [_live(node, p) for p in rows]})
+
+
+@require("admin")
+async def add_peer(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    body = await read_json(request)
+    if not isinstance(body, dict):
+        raise Problem(422, "invalid-body", "the body must be a JSON object")
+    for key in body:
+        if key not in ("id", "url"):
+            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: id, url",
+                          field=key)
+    try:
+        peer = parse_node_id(body.get("id"))
+    except ProtocolError as exc:
+        raise Problem(422, "invalid-field", exc.detail, field="id") from None
+    if peer == node.identity.public:
+        raise Problem(422, "invalid-field", "a node cannot peer with itself", field="id")
+    url = body.get("url")
+    try:
+        await node.store.write(lambda c: add_trust(node.store.ledger, c, peer, url))
+    except ProtocolError as exc:
+        raise protocol_problem(exc) from None
+    await node.gossip.refresh()
+    rows = await node.store.read(lambda c: peer_rows(c, node.identity.public))
+    out = next(p for p in rows if p["id"] == body["id"])
+    return json_response(_live(node, out), status=201,
+                         headers={"Location": f"{PREFIX}/peers/{body['id']}"})
+
+
+def add_trust(ledger: st.Ledger, conn, peer: bytes, url: Any):
+    """Append a trust entry unless the peer is already trusted at that URL."""
+    row = conn.execute("SELECT url FROM trust_edges WHERE author = ? AND peer = ? AND "
+                       "active = 1", (ledger.identity.public, peer)).fetchone()
+    if row is not None and row["url"] == url:
+        return None
+    return ledger.append_local(conn, "trust", {"peer": peer, "url": url})
+
+
+def remove_trust(ledger: st.Ledger, conn, peer: bytes):
+    row = conn.execute("SELECT 1 FROM trust_edges WHERE author = ? AND peer = ? AND "
+                       "active = 1", (ledger.identity.public, peer)).fetchone()
+    if row is None:
+        raise Problem(404, "not-found", f"am{peer.hex()} is not a peer of this node")
+    return ledger.append_local(conn, "untrust", {"peer": peer})
+
+
+@require("admin")
+async def remove_peer(request: web.Request) -> web.Response:
+    node = request.app[NODE]
+    try:
+        peer = parse_node_id(request.match_info["id"])
+    except ProtocolError as exc:
+        raise Problem(404, "not-found", exc.detail, field="id") from None
+    await node.store.write(lambda c: remove_trust(node.store.ledger, c, peer))
+    await node.gossip.refresh()
+    return web.Response(status=204)
+
+
 def add_routes(app: web.Application) -> None:
     app.add_routes([
         web.get("/healthz", healthz),
@@ -364,6 +466,9 @@ def add_routes(app: web.Application) -> None:
         web.get(f"{PREFIX}/logs", logs),
         web.get(f"{PREFIX}/logs/{{author}}/entries", log_entries),
         web.get(f"{PREFIX}/forks", forks),
+        web.get(f"{PREFIX}/peers", list_peers),
+        web.post(f"{PREFIX}/peers", add_peer),
+        web.delete(f"{PREFIX}/peers/{{id}}", remove_peer),
         web.post(f"{PREFIX}/tokens", create_token),
         web.get(f"{PREFIX}/tokens", list_tokens),
         web.delete(f"{PREFIX}/tokens/{{id}}", revoke_token),

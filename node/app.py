@@ -46,6 +46,7 @@ class Node:
     identity: Identity
     store: Store
     metrics: Metrics
+    gossip: Any = None  # node.gossip.Gossip, set once the store is open
     started: float = field(default_factory=time.time)
 
 
@@ -132,21 +133,28 @@ async def principal_of(request: web.Request, node: Node) -> Principal | None:
 def create_app(config: Config, identity: Identity) -> web.Application:
     """Build the node's app; the store opens on startup and closes on cleanup."""
     from . import api
+    from .federation import MAX_PULL_BODY, federation_app
+    from .gossip import Gossip
 
-    app = web.Application(client_max_size=config.max_body_bytes,
+    # The client API enforces config.max_body_bytes itself; federation pulls may be 1 MiB.
+    app = web.Application(client_max_size=max(config.max_body_bytes, MAX_PULL_BODY),
                           middlewares=[request_context, authenticate])
 
-    async def open_store(app: web.Application) -> Any:
+    async def open_node(app: web.Application) -> Any:
         config.home.mkdir(parents=True, exist_ok=True)
         store = Store(Ledger(config.db_path, identity))
         await store.start()
         node = Node(config=config, identity=identity, store=store, metrics=Metrics())
+        node.gossip = Gossip(node)
         app[NODE] = node
+        await node.gossip.start()
         yield
+        await node.gossip.stop()
         await store.close()
 
-    app.cleanup_ctx.append(open_store)
+    app.cleanup_ctx.append(open_node)
     api.add_routes(app)
+    app.add_subapp("/federation/v1", federation_app())
     return app
 
 

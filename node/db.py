@@ -104,7 +104,23 @@ def _m1_core(db: sqlite_utils.Database) -> None:
     db.execute("CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core]
+def _m2_federation(db: sqlite_utils.Database) -> None:
+    # Trust graph folded from trust/untrust entries of every stored log.
+    db.execute("CREATE TABLE trust_edges (author BLOB NOT NULL, peer BLOB NOT NULL, "
+               "url TEXT NOT NULL, active INTEGER NOT NULL, seq INTEGER NOT NULL, "
+               "PRIMARY KEY (author, peer))")
+    # Operational sync progress per peer; not derived from the log, never replicated.
+    db.execute("""
+        CREATE TABLE peer_state (
+            peer BLOB PRIMARY KEY,
+            last_success INTEGER, last_error TEXT, last_error_at INTEGER,
+            bytes_in INTEGER NOT NULL DEFAULT 0, bytes_out INTEGER NOT NULL DEFAULT 0,
+            entries_in INTEGER NOT NULL DEFAULT 0, behind INTEGER,
+            digest BLOB
+        )""")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core, _m2_federation]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

@@ -48,7 +48,9 @@ def decimal_text(value: Any, field: str) -> str:
         d = Decimal(str(value))
     except InvalidOperation:
         raise Problem(422, "invalid-field", f"{field} must be a number", field=field) from None
-    if not d.is_finite() or d <= 0:
+    if not d.is_finite():
+        raise Problem(422, "invalid-field", f"{field} must be a finite number", field=field)
+    if d <= 0:
         raise Problem(422, "invalid-field", f"{field} must be greater than zero", field=field)
     if d != d.quantize(Decimal("0.001")) or d >= Decimal(10) ** 12:
         raise Problem(422, "invalid-field", f"{field} allows at most 3 decimals and 12 digits",

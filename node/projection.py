@@ -77,6 +77,14 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
                          (max(ts, row["updated"]), row["id"]))
     elif kind == "redact":
         erase_payload(conn, content["target"], entry.author)
+    elif kind in ("trust", "untrust"):
+        conn.execute(
+            "INSERT INTO trust_edges (author, peer, url, active, seq) VALUES (?, ?, ?, ?, ?) "
+            "ON CONFLICT (author, peer) DO UPDATE SET url = CASE WHEN excluded.active "
+            "THEN excluded.url ELSE trust_edges.url END, active = excluded.active, "
+            "seq = excluded.seq WHERE excluded.seq > trust_edges.seq",
+            (entry.author, content["peer"], content.get("url", ""), int(kind == "trust"),
+             entry.seq))
 
 
 def _own_listing(conn: sqlite3.Connection, target: bytes, author_id: str) -> sqlite3.Row | None:
@@ -95,6 +103,7 @@ def erase_payload(conn: sqlite3.Connection, target: bytes, author: bytes) -> boo
 def rebuild(conn: sqlite3.Connection, self_author: bytes) -> int:
     """Recompute every projection from the stored entries, in each log's order."""
     conn.execute("DELETE FROM listings")
+    conn.execute("DELETE FROM trust_edges")
     conn.execute("DELETE FROM heads")
     conn.execute("INSERT INTO heads (author, seq, id) SELECT author, seq, id FROM entries e "
                  "WHERE seq = (SELECT max(seq) FROM entries WHERE author = e.author)")

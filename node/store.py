@@ -64,6 +64,9 @@ class Ledger:
         self.identity = identity
         self.conn = connect(self.path)
         migrate(self.conn)
+        # Set by any write that stores entries or fork proofs; the async Store turns it
+        # into a version bump and change notifications after the commit.
+        self.changed = False
 
     def close(self) -> None:
         self.conn.close()
@@ -93,6 +96,7 @@ class Ledger:
                              timestamp=timestamp)
         _insert(conn, entry)
         projection.apply(conn, entry, content, me)
+        self.changed = True
         return entry
 
     def ingest(self, conn: sqlite3.Connection, author: bytes, entries: list[Entry]) -> IngestResult:
@@ -117,6 +121,7 @@ class Ledger:
                 if row:
                     proof = make_fork_proof(decode_header(row["raw"]), entry)
                     record_fork(conn, proof.author, proof.seq, proof.encode())
+                    self.changed = True
                     return IngestResult(stored, dups, proof.encode())
             if h.seq != seq + 1 or h.backlink != hid:
                 raise StoreError(f"entry seq {h.seq} does not continue the stored log at seq "
@@ -126,6 +131,8 @@ class Ledger:
             projection.apply(conn, entry, content, self.identity.public)
             seq, hid = h.seq, entry.id
             stored += 1
+        if stored:
+            self.changed = True
         return IngestResult(stored, dups)
 
     def rebuild(self) -> int:
@@ -220,7 +227,9 @@ class Store:
         self._queue: asyncio.Queue[tuple[Callable[[sqlite3.Connection], Any],
                                          asyncio.Future[Any]]] = asyncio.Queue()
         self._task: asyncio.Task[None] | None = None
-        self.on_commit: list[Callable[[], None]] = []
+        # Bumped after each commit that stored entries or forks; callbacks run then.
+        self.version = 0
+        self.on_change: list[Callable[[], None]] = []
 
     @property
     def identity(self) -> Identity:
@@ -282,8 +291,11 @@ class Store:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
-            for hook in self.on_commit:
-                hook()
+            if self.ledger.changed:
+                self.ledger.changed = False
+                self.version += 1
+                for hook in self.on_change:
+                    hook()
 
     def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
                    ) -> list[tuple[bool, Any]]:

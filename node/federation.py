@@ -1,0 +1,189 @@
+"""Federation API (/federation/v1): what peers call. Signed requests only.
+
+GET  /state   heads + fork proofs in this node's scope; ETag = state digest, so an
+              in-sync round is one request answered 304 with no body.
+POST /pull    {want: {author: after}} -> a stream of entry frames (<= 500 or 1 MiB).
+POST /notify  "I have new entries": the caller is pulled from promptly.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+import time
+from dataclasses import dataclass, field
+
+import msgpack
+from aiohttp import web
+
+from protocol import ProtocolError
+from protocol.sync import (
+    PAGE_MAX_BYTES,
+    PAGE_MAX_ENTRIES,
+    Head,
+    decode_want,
+    encode_state,
+    state_digest,
+)
+
+from .app import NODE, Node, require
+from .httpsig import NonceCache, SignatureProblem, caller_of, verify_request
+from .problems import Problem
+from .trust import scope
+
+PREFIX = "/federation/v1"
+FRAMES_TYPE = "application/x-aidmesh-frames"
+STATE_TYPE = "application/x-aidmesh-state"
+MAX_PULL_BODY = 1024 * 1024
+PEER_CONCURRENCY = 3
+PEER_RATE = 10.0  # requests per second, sustained
+PEER_BURST = 20.0
+
+
+@dataclass
+class _Bucket:
+    tokens: float = PEER_BURST
+    stamp: float = field(default_factory=time.monotonic)
+    active: int = 0
+
+    def take(self, now: float) -> bool:
+        self.tokens = min(PEER_BURST, self.tokens + (now - self.stamp) * PEER_RATE)
+        self.stamp = now
+        if self.tokens < 1:
+            return False
+        self.tokens -= 1
+        return True
+
+
+@dataclass
+class FederationState:
+    """Per-app inbound state: replay cache, per-peer limits, cached state message."""
+
+    nonces: NonceCache = field(default_factory=NonceCache)
+    buckets: dict[bytes, _Bucket] = field(default_factory=dict)
+    state: tuple[int, bytes, str] | None = None  # (store version, body, etag)
+
+
+FED = web.AppKey("federation", FederationState)
+
+
+@web.middleware
+async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse:
+    """403 for unknown callers before any crypto; 429 past per-peer limits; 401 bad sigs."""
+    if request.match_info.http_exception is not None:
+        return await handler(request)
+    node: Node = request.config_dict[NODE]
+    fed = request.config_dict[FED]
+    try:
+        caller = caller_of(request.headers)
+    except SignatureProblem as exc:
+        raise Problem(exc.status, exc.code, exc.detail) from None
+    if caller not in node.gossip.trusted():
+        raise Problem(403, "untrusted-caller", f"am{caller.hex()} is not a peer of this node; "
+                      "its admin must add it with 'aidmesh peer add'")
+    bucket = fed.buckets.setdefault(caller, _Bucket())
+    if bucket.active >= PEER_CONCURRENCY or not bucket.take(time.monotonic()):
+        raise Problem(429, "rate-limited", f"at most {PEER_CONCURRENCY} concurrent and "
+                      f"{PEER_RATE:g} requests/s per peer", headers={"Retry-After": "1"})
+    bucket.active += 1
+    try:
+        if request.content_length is not None and request.content_length > MAX_PULL_BODY:
+            raise Problem(413, "body-too-large", f"federation bodies are at most "
+                          f"{MAX_PULL_BODY} bytes")
+        body = await request.read()
+        if len(body) > MAX_PULL_BODY:
+            raise Problem(413, "body-too-large", f"federation bodies are at most "
+                          f"{MAX_PULL_BODY} bytes")
+        try:
+            verify_request(caller, request.method, str(request.url), request.headers, body,
+                           fed.nonces)
+        except SignatureProblem as exc:
+            raise Problem(exc.status, exc.code, exc.detail) from None
+        request["caller"] = caller
+        request["body"] = body
+        node.gossip.record_inbound(caller, len(body))
+        return await handler(request)
+    finally:
+        bucket.active -= 1
+
+
+def _served_authors(conn: sqlite3.Connection, node: Node) -> set[bytes]:
+    return scope(conn, node.identity.public, node.config.hops)
+
+
+@require(None)
+async def get_state(request: web.Request) -> web.Response:
+    node: Node = request.config_dict[NODE]
+    fed = request.config_dict[FED]
+    version = node.store.version
+    if fed.state is None or fed.state[0] != version:
+        def build(conn: sqlite3.Connection) -> bytes:
+            authors = _served_authors(conn, node)
+            rows = conn.execute("SELECT author, seq, id FROM heads").fetchall()
+            heads = {r["author"]: Head(r["seq"], r["id"]) for r in rows
+                     if r["author"] in authors}
+            forks = [r["proof"] for r in conn.execute("SELECT author, proof FROM forks")
+                     if r["author"] in authors]
+            return encode_state(heads, forks)
+
+        body = await node.store.read(build)
+        fed.state = (version, body, '"' + state_digest(body).hex() + '"')
+    _, body, etag = fed.state
+    if request.headers.get("If-None-Match") == etag:
+        return web.Response(status=304, headers={"ETag": etag})
+    return web.Response(body=body, content_type=STATE_TYPE, headers={"ETag": etag})
+
+
+@require(None)
+async def pull(request: web.Request) -> web.Response:
+    node: Node = request.config_dict[NODE]
+    try:
+        want = decode_want(request["body"])
+    except ProtocolError as exc:
+        raise Problem(400, exc.code, exc.detail) from None
+
+    def collect(conn: sqlite3.Connection) -> tuple[bytes, int]:
+        authors = _served_authors(conn, node)
+        frozen = {r["author"]: r["seq"] for r in conn.execute("SELECT author, seq FROM forks")}
+        frames: list[bytes] = []
+        size = 0
+        for author in sorted(want):
+            if author not in authors:
+                continue
+            limit_seq = frozen.get(author, 2**62) - 1
+            for row in conn.execute(
+                    "SELECT raw, payload FROM entries WHERE author = ? AND seq > ? AND seq <= ? "
+                    "ORDER BY seq LIMIT ?",
+                    (author, want[author], limit_seq, PAGE_MAX_ENTRIES - len(frames))):
+                frame = msgpack.packb([row["raw"], row["payload"]], use_bin_type=True)
+                if frames and size + len(frame) > PAGE_MAX_BYTES:
+                    return b"".join(frames), len(frames)
+                frames.append(frame)
+                size += len(frame)
+            if len(frames) >= PAGE_MAX_ENTRIES:
+                break
+        return b"".join(frames), len(frames)
+
+    body, count = await node.store.read(collect)
+    node.gossip.record_outbound(request["caller"], len(body))
+    return web.Response(body=body, content_type=FRAMES_TYPE,
+                        headers={"X-Aidmesh-Entries": str(count)})
+
+
+@require(None)
+async def notify(request: web.Request) -> web.Response:
+    node: Node = request.config_dict[NODE]
+    node.gossip.poke(request["caller"])
+    return web.Response(status=202)
+
+
+def federation_app() -> web.Application:
+    app = web.Application(middlewares=[signed_peers_only], client_max_size=MAX_PULL_BODY)
+    app[FED] = FederationState()
+    app.add_routes([
+        web.get("/state", get_state),
+        web.post("/pull", pull),
+        web.post("/notify", notify),
+    ])
+    return app
+
+

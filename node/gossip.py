@@ -1,0 +1,406 @@
+"""Outbound federation: anti-entropy rounds with each peer, notify, backoff, progress.
+
+One task per peer. A round: GET /state with If-None-Match (304 = in sync, done), else
+compare heads with ours inside our replication scope, pull the missing suffixes page by
+page, verify off the event loop, store, and repeat while the scope grows (new trust
+entries reveal the next hop). A dead or slow peer only ever delays its own task.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import random
+import sqlite3
+import time
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+import aiohttp
+
+from protocol import Entry, ProtocolError, decode_fork_proof, decode_header, verify_run
+from protocol.sync import FrameDecoder, Head, decode_state, encode_want, state_digest
+
+from . import store as st
+from .httpsig import sign_request
+from .trust import Peer, direct_peers, scope
+
+log = logging.getLogger("aidmesh.gossip")
+TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5, sock_read=10)
+BACKOFF_START_S = 2.0
+BACKOFF_CAP_S = 300.0
+MAX_WANT_PER_PULL = 2000
+
+
+class SyncFailed(Exception):
+    pass
+
+
+@dataclass
+class PeerLink:
+    peer: Peer
+    wake: asyncio.Event = field(default_factory=asyncio.Event)
+    task: asyncio.Task | None = None
+    failures: int = 0
+    digest: str | None = None  # ETag of the peer's state we are fully in sync with
+    last_success: int | None = None
+    last_error: str | None = None
+    last_error_at: int | None = None
+    bytes_in: int = 0
+    bytes_out: int = 0
+    entries_in: int = 0
+    behind: int | None = None
+    syncing: bool = False
+
+    def delay(self, interval: float) -> float:
+        if self.failures:
+            base = min(BACKOFF_CAP_S, BACKOFF_START_S * 2 ** (self.failures - 1))
+        else:
+            base = interval
+        return base * random.uniform(0.8, 1.2)
+
+    def as_json(self) -> dict:
+        return {
+            "id": "am" + self.peer.id.hex(),
+            "url": self.peer.url,
+            "last_success": self.last_success,
+            "last_error": self.last_error,
+            "last_error_at": self.last_error_at,
+            "entries_behind": self.behind,
+            "entries_in": self.entries_in,
+            "bytes_in": self.bytes_in,
+            "bytes_out": self.bytes_out,
+            "failures": self.failures,
+            "syncing": self.syncing,
+        }
+
+
+class Gossip:
+    """Owns the peer tasks and the HTTP client session of one node."""
+
+    def __init__(self, node) -> None:
+        self.node = node
+        self.links: dict[bytes, PeerLink] = {}
+        self.session: aiohttp.ClientSession | None = None
+        self._dirty = asyncio.Event()
+        self._notifier: asyncio.Task | None = None
+        self._closing = False
+
+    # -- lifecycle -------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        self.session = aiohttp.ClientSession(timeout=TIMEOUT, connector=aiohttp.TCPConnector(
+            limit_per_host=3))
+        self.node.store.on_change.append(self.changed)
+        await self.refresh()
+        self._notifier = asyncio.create_task(self._notify_loop(), name="aidmesh-notify")
+
+    async def stop(self) -> None:
+        self._closing = True
+        tasks = [t for t in [self._notifier, *(k.task for k in self.links.values())] if t]
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if self.session:
+            await self.session.close()
+
+    async def refresh(self) -> None:
+        """Start or stop peer tasks to match the trust entries in our own log."""
+        peers = await self.node.store.read(
+            lambda c: direct_peers(c, self.node.identity.public))
+        wanted = {p.id: p for p in peers}
+        for pid in list(self.links):
+            if pid not in wanted:
+                link = self.links.pop(pid)
+                if link.task:
+                    link.task.cancel()
+        for pid, peer in wanted.items():
+            link = self.links.get(pid)
+            if link is None:
+                link = self.links[pid] = PeerLink(peer)
+                link.task = asyncio.create_task(self._peer_loop(link), name=f"peer-{pid.hex()[:8]}")
+                link.wake.set()
+            elif link.peer.url != peer.url:
+                link.peer = peer
+                link.wake.set()
+
+    def trusted(self) -> set[bytes]:
+        return set(self.links)
+
+    # -- triggers --------------------------------------------------------------------------
+
+    def changed(self) -> None:
+        """Entries were stored: tell peers (debounced), and pick up peer list changes."""
+        self._dirty.set()
+
+    def poke(self, peer_id: bytes) -> None:
+        link = self.links.get(peer_id)
+        if link:
+            link.wake.set()
+
+    def record_inbound(self, peer_id: bytes, size: int) -> None:
+        link = self.links.get(peer_id)
+        if link:
+            link.bytes_in += size
+
+    def record_outbound(self, peer_id: bytes, size: int) -> None:
+        link = self.links.get(peer_id)
+        if link:
+            link.bytes_out += size
+
+    async def _notify_loop(self) -> None:
+        while True:
+            try:
+                # Wake on our own commits; poll now and then for peers added by the CLI.
+                await asyncio.wait_for(self._dirty.wait(), timeout=5)
+            except TimeoutError:
+                await self.refresh()
+                continue
+            self._dirty.clear()
+            await self.refresh()
+            await asyncio.gather(*(self._notify(k) for k in list(self.links.values())),
+                                 return_exceptions=True)
+            await asyncio.sleep(0.02)  # coalesce bursts of commits into one notify
+
+    async def _notify(self, link: PeerLink) -> None:
+        try:
+            async with self._request(link, "POST", "/notify", b"") as resp:
+                await resp.read()
+        except (TimeoutError, aiohttp.ClientError, OSError):
+            pass  # the periodic round will catch up; notify is only a hint
+
+    # -- rounds ----------------------------------------------------------------------------
+
+    async def _peer_loop(self, link: PeerLink) -> None:
+        interval = self.node.config.gossip_interval_s
+        while not self._closing:
+            try:
+                await asyncio.wait_for(link.wake.wait(), link.delay(interval))
+            except TimeoutError:
+                pass
+            link.wake.clear()
+            try:
+                await self.sync_once(link)
+                link.failures = 0
+                link.last_success = st.now_ms()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:  # noqa: BLE001 - any failure backs off this peer only
+                link.failures += 1
+                link.last_error = _describe(exc)
+                link.last_error_at = st.now_ms()
+                log.warning(json.dumps({"event": "sync-failed", "peer": "am" + link.peer.id.hex(),
+                                        "error": link.last_error, "failures": link.failures}))
+            finally:
+                link.syncing = False
+            await self._save(link)
+
+    def _request(self, link: PeerLink, method: str, path: str, body: bytes | None,
+                 headers: dict[str, str] | None = None):
+        assert self.session is not None
+        url = link.peer.url.rstrip("/") + "/federation/v1" + path
+        signed = sign_request(self.node.identity, method, url, body or None, headers)
+        if body:
+            signed["Content-Type"] = "application/x-aidmesh"
+        link.bytes_out += len(body or b"")
+        return self.session.request(method, url, data=body or None, headers=signed)
+
+    async def sync_once(self, link: PeerLink) -> int:
+        """One anti-entropy round with a peer; returns entries stored."""
+        link.syncing = True
+        headers = {"If-None-Match": link.digest} if link.digest else {}
+        async with self._request(link, "GET", "/state", None, headers) as resp:
+            if resp.status == 304:
+                link.behind = 0
+                return 0
+            body = await resp.read()
+            link.bytes_in += len(body)
+            if resp.status != 200:
+                raise SyncFailed(f"state: HTTP {resp.status}: {body[:200]!r}")
+        theirs, forks = decode_state(body)
+        await self._take_forks(forks)
+        stored = 0
+        me = self.node.identity.public
+        for _ in range(self.node.config.hops + 1):
+            want = await self.node.store.read(lambda c: self._want(c, theirs, me))
+            if not want:
+                break
+            got, complete = await self._pull(link, want, theirs)
+            stored += got
+            if not complete:
+                break
+        else:
+            complete = True
+        remaining = await self.node.store.read(lambda c: self._want(c, theirs, me))
+        link.behind = sum(theirs[a].seq - after for a, after in remaining.items())
+        if not remaining:
+            link.digest = '"' + state_digest(body).hex() + '"'
+        return stored
+
+    def _want(self, conn: sqlite3.Connection, theirs: dict[bytes, Head], me: bytes
+              ) -> dict[bytes, int]:
+        authors = scope(conn, me, self.node.config.hops)
+        ours = st.heads(conn)
+        frozen = {r[0] for r in conn.execute("SELECT author FROM forks")}
+        want = {}
+        for author, head in theirs.items():
+            if author not in authors or author in frozen or author == me:
+                continue
+            have = ours[author].seq if author in ours else 0
+            if head.seq > have:
+                want[author] = have
+        return want
+
+    async def _take_forks(self, proofs: Iterable[bytes]) -> None:
+        known = await self.node.store.read(
+            lambda c: {r[0] for r in c.execute("SELECT author FROM forks")})
+        for raw in proofs:
+            try:
+                proof = decode_fork_proof(raw)
+            except ProtocolError as exc:
+                log.warning(json.dumps({"event": "bad-fork-proof", "error": str(exc)}))
+                continue
+            if proof.author in known:
+                continue
+            await self.node.store.write(
+                lambda c, p=proof: st.record_fork(c, p.author, p.seq, p.encode()))
+            self.node.store.ledger.changed = True
+            known.add(proof.author)
+            log.warning(json.dumps({"event": "fork", "detail": proof.describe()}))
+
+    async def _pull(self, link: PeerLink, want: dict[bytes, int],
+                    theirs: dict[bytes, Head]) -> tuple[int, bool]:
+        """Pull pages until every wanted author reaches the peer's head (or it stops)."""
+        loop = asyncio.get_running_loop()
+        stored = 0
+        started = time.monotonic()
+        want = dict(want)
+        while want:
+            batch = dict(sorted(want.items())[:MAX_WANT_PER_PULL])
+            frames = await self._fetch_page(link, batch)
+            if not frames:
+                return stored, False  # the peer has less than it advertised; try later
+            groups = _group(frames)
+            previous = await self.node.store.read(
+                lambda c, g=groups: {a: st.head_entry(c, a) for a in g})
+            verified = await loop.run_in_executor(None, _verify_groups, groups, previous)
+            progressed = False
+            for author, (entries, error) in verified.items():
+                if entries:
+                    result = await self.node.store.write(
+                        lambda c, a=author, e=entries: self.node.store.ledger.ingest(c, a, e))
+                    stored += result.stored
+                    link.entries_in += result.stored
+                    if result.fork:
+                        log.warning(json.dumps({"event": "fork", "author": "am" + author.hex()}))
+                        want.pop(author, None)
+                        continue
+                    want[author] = entries[-1].seq
+                    progressed = True
+                if error:
+                    link.last_error = f"am{author.hex()}: {error}"
+                    link.last_error_at = st.now_ms()
+                    want.pop(author, None)
+                if author in want and want[author] >= theirs[author].seq:
+                    want.pop(author)
+            for author in batch:
+                if author not in groups:
+                    want.pop(author, None)  # peer sent nothing for it
+            link.behind = sum(theirs[a].seq - s for a, s in want.items())
+            if stored and time.monotonic() - started > 5:
+                log.info(json.dumps({"event": "sync-progress", "peer": "am" + link.peer.id.hex(),
+                                     "stored": stored, "behind": link.behind}))
+            if not progressed and not want:
+                break
+        return stored, not want
+
+    async def _fetch_page(self, link: PeerLink, want: dict[bytes, int]
+                          ) -> list[tuple[bytes, bytes | None]]:
+        body = encode_want(want)
+        async with self._request(link, "POST", "/pull", body) as resp:
+            if resp.status != 200:
+                text = await resp.read()
+                raise SyncFailed(f"pull: HTTP {resp.status}: {text[:200]!r}")
+            decoder = FrameDecoder()
+            frames: list[tuple[bytes, bytes | None]] = []
+            async for chunk in resp.content.iter_any():
+                link.bytes_in += len(chunk)
+                frames.extend(decoder.feed(chunk))
+            decoder.close()
+            return frames
+
+    async def _save(self, link: PeerLink) -> None:
+        def save(conn: sqlite3.Connection) -> None:
+            conn.execute(
+                "INSERT INTO peer_state (peer, last_success, last_error, last_error_at, "
+                "bytes_in, bytes_out, entries_in, behind) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
+                "ON CONFLICT (peer) DO UPDATE SET last_success = excluded.last_success, "
+                "last_error = excluded.last_error, last_error_at = excluded.last_error_at, "
+                "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, "
+                "entries_in = excluded.entries_in, behind = excluded.behind",
+                (link.peer.id, link.last_success, link.last_error, link.last_error_at,
+                 link.bytes_in, link.bytes_out, link.entries_in, link.behind))
+
+        try:
+            await self.node.store.write(save)
+        except Exception:  # noqa: BLE001 - progress bookkeeping must not kill the loop
+            log.exception("could not save peer progress")
+
+
+def _group(frames: list[tuple[bytes, bytes | None]]
+           ) -> dict[bytes, list[tuple[bytes, bytes | None]]]:
+    """Frames by author; the author is read from the header bytes without verifying."""
+    groups: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
+    for raw, payload in frames:
+        try:
+            author = decode_header(raw).header.author
+        except ProtocolError:
+            author = b"?"
+        groups.setdefault(author, []).append((raw, payload))
+    return groups
+
+
+def _verify_groups(groups: dict[bytes, list[tuple[bytes, bytes | None]]],
+                   previous: dict[bytes, Entry | None]
+                   ) -> dict[bytes, tuple[list[Entry], str | None]]:
+    """Verify each author's run; on failure keep the valid prefix and report the rest."""
+    out: dict[bytes, tuple[list[Entry], str | None]] = {}
+    for author, items in groups.items():
+        if author == b"?":
+            out[author] = ([], "malformed header")
+            continue
+        prev = previous.get(author)
+        # Skip what we already hold (a concurrent pull may have stored it).
+        if prev is not None:
+            items = [(raw, p) for raw, p in items if _seq_of(raw) > prev.seq]
+            if not items:
+                continue
+        try:
+            out[author] = (verify_run(items, previous=prev, now_ms=st.now_ms()), None)
+            continue
+        except ProtocolError as exc:
+            first_error = f"{exc.code}: {exc.detail}"
+        good: list[Entry] = []
+        for item in items:  # fall back to one signature per entry to keep the honest prefix
+            try:
+                good.extend(verify_run([item], previous=good[-1] if good else prev,
+                                       now_ms=st.now_ms()))
+            except ProtocolError as exc:
+                first_error = f"{exc.code}: {exc.detail}"
+                break
+        out[author] = (good, first_error)
+    return out
+
+
+def _seq_of(raw: bytes) -> int:
+    try:
+        return decode_header(raw).header.seq
+    except ProtocolError:
+        return 0
+
+
+def _describe(exc: BaseException) -> str:
+    if isinstance(exc, asyncio.TimeoutError):
+        return "timed out"
+    return f"{type(exc).__name__}: {exc}"[:500]
