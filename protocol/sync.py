@@ -138,13 +138,13 @@ def decode_frames(data: bytes) -> list[tuple[bytes, bytes | None]]:
 # -- federation round messages -------------------------------------------------------------
 
 STATE_DIGEST_PREFIX = b"aidmesh/state/v1\x00"
-MAX_WANT = 10_000
+MAX_WANT = 10_000  # the canonical container limit bounds a pull request
 
 
 def encode_state(heads: Heads, forks: list[bytes]) -> bytes:
     """What a node serves a peer: heads vector plus the fork proofs it holds."""
     return canonical.encode({"heads": {a.hex(): [h.seq, h.id] for a, h in heads.items()},
-                             "forks": sorted(forks)})
+                             "forks": sorted(set(forks))})
 
 
 def decode_state(data: bytes, *, max_size: int = 8 * 1024 * 1024
@@ -156,6 +156,9 @@ def decode_state(data: bytes, *, max_size: int = 8 * 1024 * 1024
     forks = m["forks"]
     if not isinstance(forks, list) or not all(isinstance(f, bytes) for f in forks):
         raise FrameError("state 'forks' is an array of fork proofs (bin)", code="bad-state")
+    if forks != sorted(set(forks)):
+        raise FrameError("state 'forks' must be sorted bytewise without repeats",
+                         code="non-canonical")
     return decode_heads(canonical.encode(m["heads"])), forks
 
 
@@ -165,7 +168,10 @@ def state_digest(state: bytes) -> bytes:
 
 
 def encode_want(want: Mapping[bytes, int]) -> bytes:
-    """A pull request: for each author, the seq the puller already has."""
+    """A pull request: for each author, the seq the puller already has.
+
+    At most MAX_WANT authors; pullers split larger wants.
+    """
     return canonical.encode({"want": {a.hex(): after for a, after in want.items()}})
 
 
@@ -174,8 +180,6 @@ def decode_want(data: bytes) -> dict[bytes, int]:
     if not isinstance(m, dict) or set(m) != {"want"} or not isinstance(m["want"], dict):
         raise FrameError("a pull request is a map {want: {author hex: after seq}}",
                          code="bad-want")
-    if len(m["want"]) > MAX_WANT:
-        raise FrameError(f"a pull request names at most {MAX_WANT} authors", code="bad-want")
     out = {}
     for key, after in m["want"].items():
         if not _HEX64_RE.match(key):
