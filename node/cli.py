@@ -11,7 +11,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from protocol import ProtocolError
+from protocol import ProtocolError, parse_node_id
 
 from . import __version__, auth
 from .config import ConfigError, load_config
@@ -85,6 +85,9 @@ def cmd_status(args: argparse.Namespace) -> None:
         print(f"store:    {counts['entries']} entries in {counts['logs']} logs; "
               f"{counts['offers']} offers, {counts['needs']} needs")
         forks = c.execute("SELECT author, seq FROM forks").fetchall()
+        peers = c.execute("SELECT count(*) FROM trust_edges WHERE author = ? AND active = 1",
+                          (ledger.identity.public,)).fetchone()[0]
+        print(f"peers:    {peers} ('aidmesh peer list' for sync progress)")
         if forks:
             print(f"FORKS:    {len(forks)} log(s) frozen at a fork:")
             for f in forks:
@@ -240,6 +243,59 @@ def cmd_export(args: argparse.Namespace) -> None:
         ledger.close()
 
 
+def cmd_peer_add(args: argparse.Namespace) -> None:
+    from .api import add_trust
+
+    peer = parse_node_id(args.id)
+    ledger = _ledger(args)
+    try:
+        if peer == ledger.identity.public:
+            raise CliError("a node cannot peer with itself")
+        entry = ledger.transaction(lambda c: add_trust(ledger, c, peer, args.url))
+    finally:
+        ledger.close()
+    if entry is None:
+        print(f"already peered with {args.id} at {args.url}")
+    else:
+        print(f"peered with {args.id} at {args.url} (a running node picks this up within "
+              "seconds)")
+
+
+def cmd_peer_remove(args: argparse.Namespace) -> None:
+    from .api import remove_trust
+
+    peer = parse_node_id(args.id)
+    ledger = _ledger(args)
+    try:
+        ledger.transaction(lambda c: remove_trust(ledger, c, peer))
+    finally:
+        ledger.close()
+    print(f"removed peer {args.id}")
+
+
+def cmd_peer_list(args: argparse.Namespace) -> None:
+    from .api import peer_rows
+
+    ledger = _ledger(args)
+    try:
+        rows = peer_rows(ledger.conn, ledger.identity.public)
+    finally:
+        ledger.close()
+    if args.json:
+        for row in rows:
+            print(json.dumps(row))
+        return
+    if not rows:
+        print("no peers; add one with 'aidmesh peer add NODE_ID URL'")
+    for r in rows:
+        behind = "?" if r["entries_behind"] is None else r["entries_behind"]
+        print(f"{r['id']}  {r['url']}")
+        print(f"    last success {r['last_success'] or 'never'}; behind {behind}; "
+              f"in {r['entries_in']} entries / {r['bytes_in']} B; out {r['bytes_out']} B")
+        if r["last_error"]:
+            print(f"    last error {r['last_error_at']}: {r['last_error']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aidmesh", description="Run and manage an aidmesh mutual-aid node.")
@@ -301,6 +357,19 @@ def build_parser() -> argparse.ArgumentParser:
     lsub = p.add_subparsers(dest="log_cmd", required=True, metavar="ACTION")
     lsub.add_parser("verify", help="re-verify every stored entry").set_defaults(
         func=cmd_log_verify)
+
+    p = sub.add_parser("peer", help="trusted peers this node gossips with")
+    psub = p.add_subparsers(dest="peer_cmd", required=True, metavar="ACTION")
+    a = psub.add_parser("add", help="trust a peer: appends a trust entry")
+    a.add_argument("id", help="the peer's node id (am + 64 hex)")
+    a.add_argument("url", help="the peer's base URL, e.g. http://10.0.0.5:8080")
+    a.set_defaults(func=cmd_peer_add)
+    a = psub.add_parser("remove", help="stop trusting a peer: appends an untrust entry")
+    a.add_argument("id")
+    a.set_defaults(func=cmd_peer_remove)
+    a = psub.add_parser("list", help="peers with sync progress")
+    a.add_argument("--json", action="store_true")
+    a.set_defaults(func=cmd_peer_list)
 
     sub.add_parser("reindex", help="rebuild state from the log").set_defaults(func=cmd_reindex)
     p = sub.add_parser("backup", help="online backup of the database to PATH")

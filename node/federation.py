@@ -8,6 +8,7 @@ POST /notify  "I have new entries": the caller is pulled from promptly.
 
 from __future__ import annotations
 
+import asyncio
 import sqlite3
 import time
 from dataclasses import dataclass, field
@@ -35,8 +36,10 @@ FRAMES_TYPE = "application/x-aidmesh-frames"
 STATE_TYPE = "application/x-aidmesh-state"
 MAX_PULL_BODY = 1024 * 1024
 PEER_CONCURRENCY = 3
+PULL_MAX_PAGES = 20  # one pull response streams at most this many pages
 PEER_RATE = 10.0  # requests per second, sustained
 PEER_BURST = 20.0
+MAX_PACING_S = 1.0  # beyond this much queueing a peer gets 429
 
 
 @dataclass
@@ -45,13 +48,15 @@ class _Bucket:
     stamp: float = field(default_factory=time.monotonic)
     active: int = 0
 
-    def take(self, now: float) -> bool:
+    def take(self, now: float) -> float | None:
+        """Seconds to wait before serving (soft limit), or None to refuse (hard limit)."""
         self.tokens = min(PEER_BURST, self.tokens + (now - self.stamp) * PEER_RATE)
         self.stamp = now
-        if self.tokens < 1:
-            return False
+        wait = max(0.0, (1 - self.tokens) / PEER_RATE)
+        if wait > MAX_PACING_S:
+            return None
         self.tokens -= 1
-        return True
+        return wait
 
 
 @dataclass
@@ -81,11 +86,14 @@ async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse
         raise Problem(403, "untrusted-caller", f"am{caller.hex()} is not a peer of this node; "
                       "its admin must add it with 'aidmesh peer add'")
     bucket = fed.buckets.setdefault(caller, _Bucket())
-    if bucket.active >= PEER_CONCURRENCY or not bucket.take(time.monotonic()):
+    wait = None if bucket.active >= PEER_CONCURRENCY else bucket.take(time.monotonic())
+    if wait is None:
         raise Problem(429, "rate-limited", f"at most {PEER_CONCURRENCY} concurrent and "
                       f"{PEER_RATE:g} requests/s per peer", headers={"Retry-After": "1"})
     bucket.active += 1
     try:
+        if wait:
+            await asyncio.sleep(wait)  # soft limit: pace a busy peer instead of refusing
         if request.content_length is not None and request.content_length > MAX_PULL_BODY:
             raise Problem(413, "body-too-large", f"federation bodies are at most "
                           f"{MAX_PULL_BODY} bytes")
@@ -133,40 +141,66 @@ async def get_state(request: web.Request) -> web.Response:
     return web.Response(body=body, content_type=STATE_TYPE, headers={"ETag": etag})
 
 
+@dataclass
+class _Cursor:
+    """Where a pull response stands: index into the wanted authors, last seq sent."""
+
+    authors: list[tuple[bytes, int, int]]  # (author, after, last seq we may serve)
+    index: int = 0
+
+
+def _next_page(conn: sqlite3.Connection, cur: _Cursor) -> tuple[bytes, int]:
+    """One page: at most PAGE_MAX_ENTRIES entries and PAGE_MAX_BYTES bytes of frames."""
+    frames: list[bytes] = []
+    size = 0
+    while cur.index < len(cur.authors):
+        author, after, last = cur.authors[cur.index]
+        rows = conn.execute(
+            "SELECT seq, raw, payload FROM entries WHERE author = ? AND seq > ? AND seq <= ? "
+            "ORDER BY seq LIMIT ?", (author, after, last, PAGE_MAX_ENTRIES - len(frames)))
+        for row in rows:
+            frame = msgpack.packb([row["raw"], row["payload"]], use_bin_type=True)
+            if frames and size + len(frame) > PAGE_MAX_BYTES:
+                return b"".join(frames), len(frames)
+            frames.append(frame)
+            size += len(frame)
+            after = row["seq"]
+            cur.authors[cur.index] = (author, after, last)
+        if len(frames) >= PAGE_MAX_ENTRIES:
+            break
+        cur.index += 1
+    return b"".join(frames), len(frames)
+
+
 @require(None)
-async def pull(request: web.Request) -> web.Response:
+async def pull(request: web.Request) -> web.StreamResponse:
+    """Stream up to PULL_MAX_PAGES pages of frames for the wanted authors in our scope."""
     node: Node = request.config_dict[NODE]
     try:
         want = decode_want(request["body"])
     except ProtocolError as exc:
         raise Problem(400, exc.code, exc.detail) from None
 
-    def collect(conn: sqlite3.Connection) -> tuple[bytes, int]:
+    def plan(conn: sqlite3.Connection) -> _Cursor:
         authors = _served_authors(conn, node)
         frozen = {r["author"]: r["seq"] for r in conn.execute("SELECT author, seq FROM forks")}
-        frames: list[bytes] = []
-        size = 0
-        for author in sorted(want):
-            if author not in authors:
-                continue
-            limit_seq = frozen.get(author, 2**62) - 1
-            for row in conn.execute(
-                    "SELECT raw, payload FROM entries WHERE author = ? AND seq > ? AND seq <= ? "
-                    "ORDER BY seq LIMIT ?",
-                    (author, want[author], limit_seq, PAGE_MAX_ENTRIES - len(frames))):
-                frame = msgpack.packb([row["raw"], row["payload"]], use_bin_type=True)
-                if frames and size + len(frame) > PAGE_MAX_BYTES:
-                    return b"".join(frames), len(frames)
-                frames.append(frame)
-                size += len(frame)
-            if len(frames) >= PAGE_MAX_ENTRIES:
-                break
-        return b"".join(frames), len(frames)
+        # A forked log is served only below the fork point: it is frozen there.
+        return _Cursor([(a, want[a], frozen.get(a, 2**62) - 1)
+                        for a in sorted(want) if a in authors])
 
-    body, count = await node.store.read(collect)
-    node.gossip.record_outbound(request["caller"], len(body))
-    return web.Response(body=body, content_type=FRAMES_TYPE,
-                        headers={"X-Aidmesh-Entries": str(count)})
+    cursor = await node.store.read(plan)
+    response = web.StreamResponse(headers={"Content-Type": FRAMES_TYPE})
+    await response.prepare(request)
+    sent = 0
+    for _ in range(PULL_MAX_PAGES):
+        page, count = await node.store.read(lambda c: _next_page(c, cursor))
+        if not count:
+            break
+        await response.write(page)
+        sent += len(page)
+    node.gossip.record_outbound(request["caller"], sent)
+    await response.write_eof()
+    return response
 
 
 @require(None)

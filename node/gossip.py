@@ -19,8 +19,15 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from protocol import Entry, ProtocolError, decode_fork_proof, decode_header, verify_run
-from protocol.sync import FrameDecoder, Head, decode_state, encode_want, state_digest
+from protocol import Entry, ProtocolError, decode_fork_proof, decode_header, verify_chain
+from protocol.sync import (
+    PAGE_MAX_ENTRIES,
+    FrameDecoder,
+    Head,
+    decode_state,
+    encode_want,
+    state_digest,
+)
 
 from . import store as st
 from .httpsig import sign_request
@@ -150,7 +157,9 @@ class Gossip:
             link.bytes_out += size
 
     async def _notify_loop(self) -> None:
-        while True:
+        # Checked, not `while True`: Python 3.11's wait_for swallows a cancel that lands as
+        # _dirty is set, and stop() would then wait for this loop forever.
+        while not self._closing:
             try:
                 # Wake on our own commits; poll now and then for peers added by the CLI.
                 await asyncio.wait_for(self._dirty.wait(), timeout=5)
@@ -271,64 +280,118 @@ class Gossip:
 
     async def _pull(self, link: PeerLink, want: dict[bytes, int],
                     theirs: dict[bytes, Head]) -> tuple[int, bool]:
-        """Pull pages until every wanted author reaches the peer's head (or it stops)."""
-        loop = asyncio.get_running_loop()
+        """Pull until every wanted author reaches the peer's head; False if it stopped short.
+
+        Pages are pipelined: page k+1 is verified (Python, a worker thread) while page k
+        is committed (mostly SQLite, the writer thread, which releases the GIL). Each page
+        commits on its own, so a cut connection loses at most the pages in flight and the
+        next round resumes from our stored heads.
+        """
         stored = 0
         started = time.monotonic()
         want = dict(want)
+        loop = asyncio.get_running_loop()
         while want:
             batch = dict(sorted(want.items())[:MAX_WANT_PER_PULL])
-            frames = await self._fetch_page(link, batch)
-            if not frames:
+            # The newest verified entry per author: the next page must continue it.
+            tails = await self.node.store.read(
+                lambda c, b=batch: {a: st.head_entry(c, a) for a in b})
+            served: list[bytes] = []
+            writes: list[asyncio.Future[int]] = []
+            try:
+                async for frames in self._stream(link, batch):
+                    groups, bad_frame = _group(frames)
+                    served.extend(a for a in groups if a not in served)
+                    verified = await loop.run_in_executor(
+                        None, _verify_groups, groups, dict(tails))
+                    for author, (entries, error) in verified.items():
+                        if entries:
+                            tails[author] = entries[-1]
+                            if author in want:
+                                want[author] = entries[-1].seq
+                        if error:
+                            self._author_failed(link, want, author, error)
+                        elif author in want and want[author] >= theirs[author].seq:
+                            want.pop(author)
+                    writes.append(asyncio.ensure_future(self._commit(link, verified, want)))
+                    if len(writes) >= 2:
+                        stored += await writes.pop(0)
+                    if bad_frame:
+                        raise SyncFailed(f"peer sent a malformed entry ({bad_frame}); kept "
+                                         "what came before it")
+                    link.behind = sum(theirs[a].seq - s for a, s in want.items())
+                    if time.monotonic() - started > 5:
+                        started = time.monotonic()
+                        log.info(json.dumps({"event": "sync-progress", "stored": stored,
+                                             "peer": "am" + link.peer.id.hex(),
+                                             "behind": link.behind}))
+            finally:
+                for result in await asyncio.gather(*writes, return_exceptions=True):
+                    if isinstance(result, BaseException):
+                        raise result
+                    stored += result
+            if not served:
                 return stored, False  # the peer has less than it advertised; try later
-            groups = _group(frames)
-            previous = await self.node.store.read(
-                lambda c, g=groups: {a: st.head_entry(c, a) for a in g})
-            verified = await loop.run_in_executor(None, _verify_groups, groups, previous)
-            progressed = False
-            for author, (entries, error) in verified.items():
-                if entries:
-                    result = await self.node.store.write(
-                        lambda c, a=author, e=entries: self.node.store.ledger.ingest(c, a, e))
-                    stored += result.stored
-                    link.entries_in += result.stored
-                    if result.fork:
-                        log.warning(json.dumps({"event": "fork", "author": "am" + author.hex()}))
-                        want.pop(author, None)
-                        continue
-                    want[author] = entries[-1].seq
-                    progressed = True
-                if error:
-                    link.last_error = f"am{author.hex()}: {error}"
-                    link.last_error_at = st.now_ms()
+            last = max(served)
+            for author in batch:  # authors the stream passed without sending: nothing there
+                if author < last and author not in served:
                     want.pop(author, None)
-                if author in want and want[author] >= theirs[author].seq:
-                    want.pop(author)
-            for author in batch:
-                if author not in groups:
-                    want.pop(author, None)  # peer sent nothing for it
-            link.behind = sum(theirs[a].seq - s for a, s in want.items())
-            if stored and time.monotonic() - started > 5:
-                log.info(json.dumps({"event": "sync-progress", "peer": "am" + link.peer.id.hex(),
-                                     "stored": stored, "behind": link.behind}))
-            if not progressed and not want:
-                break
-        return stored, not want
+        return stored, True
 
-    async def _fetch_page(self, link: PeerLink, want: dict[bytes, int]
-                          ) -> list[tuple[bytes, bytes | None]]:
-        body = encode_want(want)
-        async with self._request(link, "POST", "/pull", body) as resp:
+    def _author_failed(self, link: PeerLink, want: dict[bytes, int], author: bytes,
+                       error: str) -> None:
+        """Reject that author's remainder for this round; other authors go on."""
+        link.last_error = f"am{author.hex()}: {error}"
+        link.last_error_at = st.now_ms()
+        want.pop(author, None)
+        log.warning(json.dumps({"event": "rejected", "peer": "am" + link.peer.id.hex(),
+                                "author": "am" + author.hex(), "error": error}))
+
+    async def _stream(self, link: PeerLink, want: dict[bytes, int]):
+        """Yield the frames of one pull response in pages of at most PAGE_MAX_ENTRIES."""
+        async with self._request(link, "POST", "/pull", encode_want(want)) as resp:
             if resp.status != 200:
                 text = await resp.read()
                 raise SyncFailed(f"pull: HTTP {resp.status}: {text[:200]!r}")
             decoder = FrameDecoder()
             frames: list[tuple[bytes, bytes | None]] = []
-            async for chunk in resp.content.iter_any():
+            async for chunk in resp.content.iter_chunked(256 * 1024):
                 link.bytes_in += len(chunk)
                 frames.extend(decoder.feed(chunk))
+                while len(frames) >= PAGE_MAX_ENTRIES:
+                    yield frames[:PAGE_MAX_ENTRIES]
+                    frames = frames[PAGE_MAX_ENTRIES:]
             decoder.close()
-            return frames
+            if frames:
+                yield frames
+
+    async def _commit(self, link: PeerLink,
+                      verified: dict[bytes, tuple[list[Entry], str | None]],
+                      want: dict[bytes, int]) -> int:
+        """Store one verified page in one transaction; returns entries stored."""
+        ledger = self.node.store.ledger
+
+        def ingest_all(conn: sqlite3.Connection) -> dict[bytes, st.IngestResult | str]:
+            results: dict[bytes, st.IngestResult | str] = {}
+            for author, (entries, _) in verified.items():
+                if entries:
+                    try:
+                        results[author] = ledger.ingest(conn, author, entries)
+                    except st.StoreError as exc:
+                        results[author] = exc.detail
+            return results
+
+        results = await self.node.store.write(ingest_all)
+        stored = 0
+        for author, result in results.items():
+            if isinstance(result, str):
+                self._author_failed(link, want, author, result)
+                continue
+            stored += result.stored
+            if result.fork:
+                self._author_failed(link, want, author, "fork: the log is frozen")
+        link.entries_in += stored
+        return stored
 
     async def _save(self, link: PeerLink) -> None:
         def save(conn: sqlite3.Connection) -> None:
@@ -349,55 +412,50 @@ class Gossip:
 
 
 def _group(frames: list[tuple[bytes, bytes | None]]
-           ) -> dict[bytes, list[tuple[bytes, bytes | None]]]:
-    """Frames by author; the author is read from the header bytes without verifying."""
-    groups: dict[bytes, list[tuple[bytes, bytes | None]]] = {}
+           ) -> tuple[dict[bytes, list[tuple[Entry, bytes | None]]], str | None]:
+    """Decode each header once and group frames by author, in stream order.
+
+    A frame whose header does not even decode ends the page there: without a valid
+    header we cannot tell whose log it belongs to, so nothing after it is trusted.
+    """
+    groups: dict[bytes, list[tuple[Entry, bytes | None]]] = {}
     for raw, payload in frames:
         try:
-            author = decode_header(raw).header.author
-        except ProtocolError:
-            author = b"?"
-        groups.setdefault(author, []).append((raw, payload))
-    return groups
+            entry = decode_header(raw)
+        except ProtocolError as exc:
+            return groups, f"{exc.code}: {exc.detail}"
+        groups.setdefault(entry.header.author, []).append((entry, payload))
+    return groups, None
 
 
-def _verify_groups(groups: dict[bytes, list[tuple[bytes, bytes | None]]],
+def _verify_groups(groups: dict[bytes, list[tuple[Entry, bytes | None]]],
                    previous: dict[bytes, Entry | None]
                    ) -> dict[bytes, tuple[list[Entry], str | None]]:
     """Verify each author's run; on failure keep the valid prefix and report the rest."""
+    now = st.now_ms()
     out: dict[bytes, tuple[list[Entry], str | None]] = {}
     for author, items in groups.items():
-        if author == b"?":
-            out[author] = ([], "malformed header")
-            continue
         prev = previous.get(author)
-        # Skip what we already hold (a concurrent pull may have stored it).
-        if prev is not None:
-            items = [(raw, p) for raw, p in items if _seq_of(raw) > prev.seq]
+        if prev is not None:  # skip what we already hold (a concurrent pull stored it)
+            items = [(e, p) for e, p in items if e.seq > prev.seq]
             if not items:
                 continue
+        entries, payloads = [e for e, _ in items], [p for _, p in items]
         try:
-            out[author] = (verify_run(items, previous=prev, now_ms=st.now_ms()), None)
+            out[author] = (verify_chain(entries, payloads, previous=prev, now_ms=now), None)
             continue
         except ProtocolError as exc:
             first_error = f"{exc.code}: {exc.detail}"
         good: list[Entry] = []
-        for item in items:  # fall back to one signature per entry to keep the honest prefix
+        for entry, payload in items:  # one signature per entry keeps the honest prefix
             try:
-                good.extend(verify_run([item], previous=good[-1] if good else prev,
-                                       now_ms=st.now_ms()))
+                good.extend(verify_chain([entry], [payload], now_ms=now,
+                                         previous=good[-1] if good else prev))
             except ProtocolError as exc:
                 first_error = f"{exc.code}: {exc.detail}"
                 break
         out[author] = (good, first_error)
     return out
-
-
-def _seq_of(raw: bytes) -> int:
-    try:
-        return decode_header(raw).header.seq
-    except ProtocolError:
-        return 0
 
 
 def _describe(exc: BaseException) -> str:

@@ -40,6 +40,37 @@ def _columns(fields: dict[str, Any]) -> dict[str, Any]:
     }
 
 
+_INSERT_LISTING = (
+    "INSERT OR IGNORE INTO listings (id, author, kind, seq, local, created, updated, "
+    "title, description, tags, category, area, lat, lng, available_until, fields) "
+    "VALUES (:id, :author, :kind, :seq, :local, :ts, :ts, :title, :description, :tags, "
+    ":category, :area, :lat, :lng, :available_until, :fields)")
+
+
+def _listing_row(entry: Entry, content: Any, self_author: bytes) -> dict[str, Any]:
+    return {"id": entry.id.hex(), "author": entry.author_id, "kind": entry.header.kind,
+            "seq": entry.seq, "local": int(entry.author == self_author),
+            "ts": entry.header.timestamp, **_columns(content)}
+
+
+def apply_many(conn: sqlite3.Connection, entries: list[Entry], self_author: bytes) -> None:
+    """Fold verified entries in order; runs of new listings go in one executemany."""
+    pending: list[dict[str, Any]] = []
+    for entry in entries:
+        content = entry.content()
+        if content is None:
+            continue
+        if entry.header.kind in LISTING_KINDS:
+            pending.append(_listing_row(entry, content, self_author))
+            continue
+        if pending:
+            conn.executemany(_INSERT_LISTING, pending)
+            pending = []
+        apply(conn, entry, content, self_author)
+    if pending:
+        conn.executemany(_INSERT_LISTING, pending)
+
+
 def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: bytes) -> None:
     """Fold one newly stored entry (with its decoded, validated payload) into state."""
     kind = entry.header.kind
@@ -48,15 +79,7 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
     if content is None:
         return
     if kind in LISTING_KINDS:
-        cols = _columns(content)
-        conn.execute(
-            "INSERT OR IGNORE INTO listings (id, author, kind, seq, local, created, updated, "
-            "title, description, tags, category, area, lat, lng, available_until, fields) "
-            "VALUES (:id, :author, :kind, :seq, :local, :ts, :ts, :title, :description, :tags, "
-            ":category, :area, :lat, :lng, :available_until, :fields)",
-            {"id": entry.id.hex(), "author": author_id, "kind": kind, "seq": entry.seq,
-             "local": int(entry.author == self_author), "ts": ts, **cols},
-        )
+        conn.execute(_INSERT_LISTING, _listing_row(entry, content, self_author))
     elif kind == "update":
         row = _own_listing(conn, content["target"], author_id)
         if row is None:

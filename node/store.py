@@ -22,7 +22,6 @@ from protocol import (
     Identity,
     ProtocolError,
     create_entry,
-    decode,
     decode_header,
     make_fork_proof,
     verify_run,
@@ -94,7 +93,7 @@ class Ledger:
         previous = head_entry(conn, me)
         entry = create_entry(self.identity, kind, content, previous=previous,
                              timestamp=timestamp)
-        _insert(conn, entry)
+        _insert(conn, [entry])
         projection.apply(conn, entry, content, me)
         self.changed = True
         return entry
@@ -107,47 +106,52 @@ class Ledger:
         """
         if conn.execute("SELECT 1 FROM forks WHERE author = ?", (author,)).fetchone():
             return IngestResult(0, 0)
-        stored = dups = 0
+        dups = 0
+        fork: bytes | None = None
+        fresh: list[Entry] = []
         head = conn.execute("SELECT seq, id FROM heads WHERE author = ?", (author,)).fetchone()
         seq, hid = (head["seq"], head["id"]) if head else (0, None)
         for entry in entries:
             h = entry.header
             if h.seq <= seq:
-                row = conn.execute("SELECT raw FROM entries WHERE author = ? AND seq = ?",
+                row = conn.execute("SELECT id, raw FROM entries WHERE author = ? AND seq = ?",
                                    (author, h.seq)).fetchone()
-                if row and decode_header(row["raw"]).id == entry.id:
+                if row and row["id"] == entry.id:
                     dups += 1
                     continue
                 if row:
                     proof = make_fork_proof(decode_header(row["raw"]), entry)
-                    record_fork(conn, proof.author, proof.seq, proof.encode())
+                    fork = proof.encode()
+                    record_fork(conn, proof.author, proof.seq, fork)
                     self.changed = True
-                    return IngestResult(stored, dups, proof.encode())
+                    break
             if h.seq != seq + 1 or h.backlink != hid:
                 raise StoreError(f"entry seq {h.seq} does not continue the stored log at seq "
                                  f"{seq}", code="not-contiguous")
-            _insert(conn, entry)
-            content = decode(entry.payload) if entry.payload is not None else None
-            projection.apply(conn, entry, content, self.identity.public)
             seq, hid = h.seq, entry.id
-            stored += 1
-        if stored:
+            fresh.append(entry)
+        if fresh:
+            _insert(conn, fresh)
+            projection.apply_many(conn, fresh, self.identity.public)
             self.changed = True
-        return IngestResult(stored, dups)
+        return IngestResult(len(fresh), dups, fork)
 
     def rebuild(self) -> int:
         return self.transaction(lambda c: projection.rebuild(c, self.identity.public))
 
 
-def _insert(conn: sqlite3.Connection, entry: Entry) -> None:
-    h = entry.header
-    conn.execute(
+def _insert(conn: sqlite3.Connection, entries: list[Entry]) -> None:
+    """Insert contiguous entries of one log and move its head to the last of them."""
+    received = now_ms()
+    conn.executemany(
         "INSERT INTO entries (author, seq, id, kind, ts, raw, payload, received) "
         "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-        (h.author, h.seq, entry.id, h.kind, h.timestamp, entry.raw, entry.payload, now_ms()),
-    )
+        [(e.header.author, e.header.seq, e.id, e.header.kind, e.header.timestamp, e.raw,
+          e.payload, received) for e in entries])
+    last = entries[-1]
     conn.execute("INSERT INTO heads (author, seq, id) VALUES (?, ?, ?) ON CONFLICT (author) "
-                 "DO UPDATE SET seq = excluded.seq, id = excluded.id", (h.author, h.seq, entry.id))
+                 "DO UPDATE SET seq = excluded.seq, id = excluded.id",
+                 (last.header.author, last.header.seq, last.id))
 
 
 def record_fork(conn: sqlite3.Connection, author: bytes, seq: int, proof: bytes) -> bool:

@@ -12,6 +12,7 @@ from .entry import (
     check_signature,
     create_entry,
     decode_header,
+    verify_chain,
     verify_entry,
     verify_run,
 )
@@ -37,5 +38,6 @@ __all__ = [
     "Header", "HeaderError", "Identity", "IdentityError", "PayloadError", "ProtocolError",
     "SealError", "SignatureError", "check_payload", "check_signature", "create_entry",
     "decode", "decode_fork_proof", "decode_header", "encode", "make_fork_proof", "node_id",
-    "parse_entry_id", "parse_node_id", "validate_payload", "verify_entry", "verify_run",
+    "parse_entry_id", "parse_node_id", "validate_payload", "verify_chain", "verify_entry",
+    "verify_run",
 ]

@@ -93,11 +93,41 @@ def decode(data: bytes, *, max_size: int | None = None) -> Any:
         elif "map key" in reason:
             code = "bad-map-key"
         raise EncodingError(f"not valid msgpack ({reason})", code=code) from None
-    try:
-        again = encode(value)
-    except RecursionError:
-        raise EncodingError(f"nesting deeper than {MAX_DEPTH} levels", code="too-deep") from None
-    if again != data:
+    _check_decoded(value, 1)
+    # With keys already in order, msgpack re-encodes the decoded value in smallest forms:
+    # any difference means the input used another form of the same value.
+    if msgpack.packb(value, use_bin_type=True) != data:
         raise EncodingError("bytes are not the canonical encoding of their value",
                             code="non-canonical")
     return value
+
+
+def _check_decoded(value: Any, depth: int) -> None:
+    """Rules a re-encoding alone cannot see: depth, floats, key types and key order."""
+    kind = type(value)
+    if kind is dict or kind is list:
+        # Every value counts: items of a container at depth 32 would sit at depth 33.
+        if value and depth >= MAX_DEPTH:
+            raise EncodingError(f"nesting deeper than {MAX_DEPTH} levels", code="too-deep")
+    if kind is dict:
+        previous = None
+        for key, item in value.items():
+            if type(key) is not str:
+                raise EncodingError("map keys must be strings", code="bad-map-key")
+            # Code point order equals UTF-8 byte order, the canonical key order.
+            if previous is not None and key <= previous:
+                raise EncodingError("map keys are not in canonical (sorted) order",
+                                    code="non-canonical")
+            previous = key
+            if type(item) in _CONTAINERS_OR_FLOAT:
+                _check_decoded(item, depth + 1)
+    elif kind is list:
+        for item in value:
+            if type(item) in _CONTAINERS_OR_FLOAT:
+                _check_decoded(item, depth + 1)
+    elif kind is float:
+        raise EncodingError("floats are not allowed; use integers or decimal strings",
+                            code="float")
+
+
+_CONTAINERS_OR_FLOAT = (dict, list, float)

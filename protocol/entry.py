@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from . import canonical
@@ -62,6 +62,8 @@ class Entry:
     raw: bytes
     id: bytes
     payload: bytes | None = None
+    # The decoded payload, once verified; saves decoding it again downstream.
+    value: Any = field(default=None, compare=False, repr=False)
 
     @property
     def header_bytes(self) -> bytes:
@@ -89,7 +91,9 @@ class Entry:
 
     def content(self) -> Any:
         """The decoded payload (already validated when the entry was verified)."""
-        return None if self.payload is None else canonical.decode(self.payload)
+        if self.payload is None:
+            return None
+        return self.value if self.value is not None else canonical.decode(self.payload)
 
     def without_payload(self) -> Entry:
         return Entry(self.header, self.raw, self.id, None)
@@ -199,9 +203,10 @@ def verify_entry(raw: bytes, payload: bytes | None = None, *,
             f"timestamp is {(entry.header.timestamp - now_ms) // 1000} s in the future; "
             "check the author's clock", code="future-timestamp")
     check_signature(entry)
-    if payload is not None:
-        check_payload(entry.header, payload)
-    return Entry(entry.header, entry.raw, entry.id, None if payload is None else bytes(payload))
+    if payload is None:
+        return entry
+    value = check_payload(entry.header, payload)
+    return Entry(entry.header, entry.raw, entry.id, bytes(payload), value)
 
 
 def verify_run(
@@ -221,7 +226,21 @@ def verify_run(
     """
     if not items:
         raise ChainError("a run has at least one entry", code="empty-run")
-    entries = [decode_header(raw) for raw, _ in items]
+    return verify_chain([decode_header(raw) for raw, _ in items], [p for _, p in items],
+                        previous=previous, now_ms=now_ms, max_future_ms=max_future_ms)
+
+
+def verify_chain(
+    entries: Sequence[Entry],
+    payloads: Sequence[bytes | None],
+    *,
+    previous: Entry | None = None,
+    now_ms: int | None = None,
+    max_future_ms: int = 600_000,
+) -> list[Entry]:
+    """`verify_run` for headers already decoded with `decode_header` (rules R0-R5)."""
+    if not entries:
+        raise ChainError("a run has at least one entry", code="empty-run")
     prev = previous
     for entry in entries:
         h = entry.header
@@ -248,14 +267,12 @@ def verify_run(
                           code="future-timestamp")
     check_signature(last)
     out = []
-    for entry, (_, payload) in zip(entries, items, strict=True):
+    for entry, payload in zip(entries, payloads, strict=True):
         if payload is not None:
-            check_payload(entry.header, payload)
-            entry = Entry(entry.header, entry.raw, entry.id, bytes(payload))
+            value = check_payload(entry.header, payload)
+            entry = Entry(entry.header, entry.raw, entry.id, bytes(payload), value)
         out.append(entry)
     return out
-
-
 
 
 def create_entry(
