@@ -39,6 +39,32 @@ class Metrics:
 
 
 @dataclass
+class TokenCache:
+    """Checked tokens for a few seconds, so each request does not cost a database read.
+
+    Revocation through the API clears it at once; through the CLI (another process) it
+    takes effect within TTL_S.
+    """
+
+    TTL_S = 10.0
+    _entries: dict[str, tuple[float, Principal | None]] = field(default_factory=dict)
+
+    async def lookup(self, token: str, store: Store) -> Principal | None:
+        now = time.monotonic()
+        hit = self._entries.get(token)
+        if hit and hit[0] > now:
+            return hit[1]
+        principal = await store.read(lambda c: check_token(c, token))
+        if len(self._entries) > 10_000:
+            self._entries.clear()
+        self._entries[token] = (now + self.TTL_S, principal)
+        return principal
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+@dataclass
 class Node:
     """Everything a request handler may need; one per app, no globals."""
 
@@ -47,6 +73,7 @@ class Node:
     store: Store
     metrics: Metrics
     gossip: Any = None  # node.gossip.Gossip, set once the store is open
+    tokens: TokenCache = field(default_factory=TokenCache)
     started: float = field(default_factory=time.time)
 
 
@@ -124,7 +151,7 @@ async def principal_of(request: web.Request, node: Node) -> Principal | None:
         scheme, _, token = header.partition(" ")
         if scheme.lower() != "bearer" or not token.strip():
             return None
-        return await node.store.read(lambda c: check_token(c, token.strip()))
+        return await node.tokens.lookup(token.strip(), node.store)
     if node.config.open_read and request.method in ("GET", "HEAD"):
         return ANONYMOUS_READER
     return None
