@@ -147,7 +147,7 @@ async def bench_insync(tmp: Path, logs: int) -> None:
             ledger.append_local(c, "trust", {"peer": a_done.identity.public,
                                              "url": f"http://127.0.0.1:{a_port}"})
             for ident in idents:
-                ledger.append_local(c, "trust", {"peer": ident.public, "url": "http://x.invalid"})
+                ledger.append_local(c, "trust", {"peer": ident.public, "url": "http://127.0.0.1:9/"})
                 e = create_entry(ident, "offer", offer_content(rng))
                 ledger.ingest(c, ident.public, [e])
 
@@ -161,6 +161,8 @@ async def bench_insync(tmp: Path, logs: int) -> None:
         headers = sign_request(a_done.identity, "GET", url, None)
         async with s.get(url, headers=headers) as r:
             body = await r.read()
+            if r.status != 200:
+                raise RuntimeError(f"state: HTTP {r.status}: {body[:300]!r}")
             etag = r.headers["ETag"]
         full = len(body)
         times, sizes = [], []

@@ -139,12 +139,18 @@ def decode_frames(data: bytes) -> list[tuple[bytes, bytes | None]]:
 
 STATE_DIGEST_PREFIX = b"aidmesh/state/v1\x00"
 MAX_WANT = 10_000  # the canonical container limit bounds a pull request
+HEADS_CHUNK = 10_000
 
 
 def encode_state(heads: Heads, forks: list[bytes]) -> bytes:
-    """What a node serves a peer: heads vector plus the fork proofs it holds."""
-    return canonical.encode({"heads": {a.hex(): [h.seq, h.id] for a, h in heads.items()},
-                             "forks": sorted(set(forks))})
+    """What a node serves a peer: heads vector plus the fork proofs it holds.
+
+    The heads go in chunks of HEADS_CHUNK authors (every chunk full but the last, keys
+    ascending across chunks) so a node may hold more logs than one msgpack map allows.
+    """
+    items = sorted((a.hex(), [h.seq, h.id]) for a, h in heads.items())
+    chunks = [dict(items[i:i + HEADS_CHUNK]) for i in range(0, len(items), HEADS_CHUNK)]
+    return canonical.encode({"heads": chunks, "forks": sorted(set(forks))})
 
 
 def decode_state(data: bytes, *, max_size: int = 8 * 1024 * 1024
@@ -159,7 +165,21 @@ def decode_state(data: bytes, *, max_size: int = 8 * 1024 * 1024
     if forks != sorted(set(forks)):
         raise FrameError("state 'forks' must be sorted bytewise without repeats",
                          code="non-canonical")
-    return decode_heads(canonical.encode(m["heads"])), forks
+    chunks = m["heads"]
+    if not isinstance(chunks, list) or not all(isinstance(c, dict) for c in chunks):
+        raise FrameError("state 'heads' is an array of heads maps", code="bad-state")
+    heads: dict[bytes, Head] = {}
+    last = ""
+    for i, chunk in enumerate(chunks):
+        if not chunk or (i < len(chunks) - 1 and len(chunk) != HEADS_CHUNK):
+            raise FrameError(f"every heads chunk but the last holds exactly {HEADS_CHUNK} "
+                             "authors", code="non-canonical")
+        if min(chunk) <= last:
+            raise FrameError("heads chunks must be in ascending author order",
+                             code="non-canonical")
+        last = max(chunk)
+        heads.update(decode_heads(canonical.encode(chunk)))
+    return heads, forks
 
 
 def state_digest(state: bytes) -> bytes:

@@ -20,6 +20,7 @@ from protocol.errors import FrameError, ProtocolError
 from protocol.fork import decode_fork_proof, make_fork_proof
 from protocol.identity import Identity
 from protocol.sync import (
+    HEADS_CHUNK,
     MAX_WANT,
     PAGE_MAX_BYTES,
     PAGE_MAX_ENTRIES,
@@ -162,7 +163,7 @@ def test_state_digest_distinguishes(h1, f1, h2, f2):
     assert (state_digest(encode_state(h1, f1)) == state_digest(encode_state(h2, f2))) == same
 
 
-GOOD_HEADS = {"ab" * 32: [1, b"\x00" * 32]}
+GOOD_HEADS = [{"ab" * 32: [1, b"\x00" * 32]}]
 
 
 @pytest.mark.parametrize("value, expected", [
@@ -172,8 +173,10 @@ GOOD_HEADS = {"ab" * 32: [1, b"\x00" * 32]}
     ({"heads": GOOD_HEADS, "forks": [], "x": 1}, "bad-state"),
     ({"heads": GOOD_HEADS, "forks": b"\x00"}, "bad-state"),
     ({"heads": GOOD_HEADS, "forks": ["text"]}, "bad-state"),
-    ({"heads": [], "forks": []}, "bad-heads"),
-    ({"heads": {"AB" * 32: [1, b"\x00" * 32]}, "forks": []}, "bad-heads"),
+    ({"heads": {}, "forks": []}, "bad-state"),
+    ({"heads": [[]], "forks": []}, "bad-state"),
+    ({"heads": [{}], "forks": []}, "non-canonical"),
+    ({"heads": [{"AB" * 32: [1, b"\x00" * 32]}], "forks": []}, "bad-heads"),
 ])
 def test_bad_state(value, expected):
     with pytest.raises(FrameError) as info:
@@ -442,3 +445,18 @@ def test_seeds_are_valid():
     assert decode_frames(SEEDS[6])[0] == (e1.raw, e1.payload)
     assert decode_state(SEEDS[7])[1] == [SEEDS[3]]
     assert decode_want(SEEDS[8])[ALICE.public] == 1
+
+
+def test_state_chunks_heads_beyond_one_map():
+    heads = {i.to_bytes(32, "big"): Head(1, b"\x01" * 32) for i in range(HEADS_CHUNK + 5)}
+    data = encode_state(heads, [])
+    got, forks = decode_state(data)
+    assert got == heads and forks == []
+    m = canonical.decode(data)
+    assert [len(c) for c in m["heads"]] == [HEADS_CHUNK, 5]
+    # the same heads split differently are not the canonical form
+    items = sorted(m["heads"][0].items()) + sorted(m["heads"][1].items())
+    odd = {"heads": [dict(items[:5]), dict(items[5:HEADS_CHUNK + 5])], "forks": []}
+    with pytest.raises(FrameError) as err:
+        decode_state(canonical.encode(odd))
+    assert err.value.code == "non-canonical"
