@@ -141,15 +141,23 @@ async def bench_insync(tmp: Path, logs: int) -> None:
     rng = random.Random(logs)
     ledger = Ledger(b_done.config.db_path, b_done.identity)
     try:
+        # B peers with A and with a hub whose log trusts `logs` authors (2 hops from B).
+        hub = Identity.from_secret(rng.randbytes(32))
         idents = [Identity.from_secret(rng.randbytes(32)) for _ in range(logs)]
 
         def fill(c):
             ledger.append_local(c, "trust", {"peer": a_done.identity.public,
                                              "url": f"http://127.0.0.1:{a_port}"})
+            ledger.append_local(c, "trust", {"peer": hub.public, "url": "http://127.0.0.1:9/"})
+            prev = None
+            hub_log = []
             for ident in idents:
-                ledger.append_local(c, "trust", {"peer": ident.public, "url": "http://127.0.0.1:9/"})
-                e = create_entry(ident, "offer", offer_content(rng))
-                ledger.ingest(c, ident.public, [e])
+                prev = create_entry(hub, "trust", {"peer": ident.public,
+                                                   "url": "http://127.0.0.1:9/"}, previous=prev)
+                hub_log.append(prev)
+                ledger.ingest(c, ident.public, [create_entry(ident, "offer",
+                                                             offer_content(rng))])
+            ledger.ingest(c, hub.public, hub_log)
 
         ledger.transaction(fill)
     finally:
@@ -166,7 +174,8 @@ async def bench_insync(tmp: Path, logs: int) -> None:
             etag = r.headers["ETag"]
         full = len(body)
         times, sizes = [], []
-        for _ in range(50):
+        for _ in range(30):
+            await asyncio.sleep(0.11)  # stay under the per-peer rate, which paces bursts
             headers = sign_request(a_done.identity, "GET", url, None,
                                    {"If-None-Match": etag})
             req_bytes = len(f"GET /federation/v1/state HTTP/1.1\r\nHost: 127.0.0.1:{b_port}\r\n")
