@@ -190,16 +190,19 @@ async def pull(request: web.Request) -> web.StreamResponse:
 
     cursor = await node.store.read(plan)
     response = web.StreamResponse(headers={"Content-Type": FRAMES_TYPE})
-    await response.prepare(request)
     sent = 0
-    for _ in range(PULL_MAX_PAGES):
-        page, count = await node.store.read(lambda c: _next_page(c, cursor))
-        if not count:
-            break
-        await response.write(page)
-        sent += len(page)
+    try:
+        await response.prepare(request)
+        for _ in range(PULL_MAX_PAGES):
+            page, count = await node.store.read(lambda c: _next_page(c, cursor))
+            if not count:
+                break
+            await response.write(page)
+            sent += len(page)
+        await response.write_eof()
+    except ConnectionResetError:
+        pass  # the peer hung up mid-stream (stopped, timed out, had enough): not our error
     node.gossip.record_outbound(request["caller"], sent)
-    await response.write_eof()
     return response
 
 

@@ -9,6 +9,7 @@ entries reveal the next hop). A dead or slow peer only ever delays its own task.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import random
@@ -19,7 +20,14 @@ from dataclasses import dataclass, field
 
 import aiohttp
 
-from protocol import Entry, ProtocolError, decode_fork_proof, decode_header, verify_chain
+from protocol import (
+    Entry,
+    ProtocolError,
+    check_signature,
+    decode_fork_proof,
+    decode_header,
+    verify_chain,
+)
 from protocol.sync import (
     PAGE_MAX_ENTRIES,
     FrameDecoder,
@@ -237,10 +245,13 @@ class Gossip:
                 break
             got, complete = await self._pull(link, want, theirs)
             stored += got
-            if not complete:
+            if not complete or not got:  # nothing stored: the scope cannot have grown
                 break
         else:
             complete = True
+        suspects = await self.node.store.read(lambda c: self._suspects(c, theirs, me))
+        if suspects:
+            await self._probe_forks(link, suspects)
         remaining = await self.node.store.read(lambda c: self._want(c, theirs, me))
         link.behind = sum(theirs[a].seq - after for a, after in remaining.items())
         if not remaining:
@@ -272,11 +283,62 @@ class Gossip:
                 continue
             if proof.author in known:
                 continue
-            await self.node.store.write(
-                lambda c, p=proof: st.record_fork(c, p.author, p.seq, p.encode()))
-            self.node.store.ledger.changed = True
+            await self.node.store.write(lambda c, p=proof: self._record_fork(c, p))
             known.add(proof.author)
             log.warning(json.dumps({"event": "fork", "detail": proof.describe()}))
+
+    def _record_fork(self, conn: sqlite3.Connection, proof) -> None:
+        # Mark the change inside the write so the commit bumps the store version: the
+        # cached /state (which serves fork proofs) is rebuilt and peers are notified.
+        if st.record_fork(conn, proof.author, proof.seq, proof.encode()):
+            self.node.store.ledger.changed = True
+
+    def _suspects(self, conn: sqlite3.Connection, theirs: dict[bytes, Head], me: bytes
+                  ) -> dict[bytes, int]:
+        """Logs where the peer may hold another version than ours: author -> the seq to
+        compare (the highest seq both hold). Either the peer's head sits at or below ours
+        with another id, or a pull could not continue our head (its run did not link)."""
+        authors = scope(conn, me, self.node.config.hops)
+        ours = st.heads(conn)
+        frozen = {r[0] for r in conn.execute("SELECT author FROM forks")}
+        out = {}
+        for author, head in theirs.items():
+            mine = ours.get(author)
+            if mine is None or author not in authors or author in frozen or author == me:
+                continue
+            if head.seq > mine.seq:
+                out[author] = mine.seq
+            else:
+                row = conn.execute("SELECT id FROM entries WHERE author = ? AND seq = ?",
+                                   (author, head.seq)).fetchone()
+                if row is not None and row[0] != head.id:
+                    out[author] = head.seq
+        return out
+
+    async def _probe_forks(self, link: PeerLink, suspects: dict[bytes, int]) -> None:
+        """Fetch the peer's entry at each suspect seq; one signed entry that differs from
+        ours at the same seq is a fork: the store keeps the proof and freezes the log."""
+        ledger = self.node.store.ledger
+        targets = dict(suspects)
+        async with contextlib.aclosing(
+                self._stream(link, {a: s - 1 for a, s in targets.items()})) as pages:
+            async for frames in pages:
+                for raw, _ in frames:
+                    try:
+                        entry = decode_header(raw)
+                        if targets.get(entry.author) != entry.seq:
+                            continue
+                        check_signature(entry)
+                    except ProtocolError:
+                        continue
+                    del targets[entry.author]
+                    result = await self.node.store.write(
+                        lambda c, e=entry: ledger.ingest(c, e.author, [e]))
+                    if result.fork:
+                        self._author_failed(link, {}, entry.author,
+                                            f"fork at seq {entry.seq}: the log is frozen")
+                if not targets:
+                    break
 
     async def _pull(self, link: PeerLink, want: dict[bytes, int],
                     theirs: dict[bytes, Head]) -> tuple[int, bool]:
@@ -335,6 +397,9 @@ class Gossip:
             last = max(served)
             for author in batch:  # authors the stream passed without sending: nothing there
                 if author < last and author not in served:
+                    want.pop(author, None)
+                elif author in served and want.get(author) == batch[author]:
+                    # Sent only entries we already hold: asking again would loop forever.
                     want.pop(author, None)
         return stored, True
 
