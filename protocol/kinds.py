@@ -233,17 +233,20 @@ KINDS: dict[str, Kind] = {
             "sealed": (sealed, False),
         }), "asks for (part of) another group's offer, or offers to fill its need"),
         Kind("accept", record({
+            "target": (entry_ref, True),
             "claim": (entry_ref, True),
             "claim_author": (node_ref, True),
             "quantity": (quantity, False),
             "sealed": (sealed, False),
         }), "the target's owner commits a quantity to a claim"),
         Kind("decline", record({
+            "target": (entry_ref, True),
             "claim": (entry_ref, True),
             "claim_author": (node_ref, True),
             "reason": (text(0, 500), False),
         }), "the target's owner turns a claim down"),
         Kind("fulfil", record({
+            "target": (entry_ref, True),
             "claim": (entry_ref, True),
             "claim_author": (node_ref, True),
             "quantity": (quantity, False),

@@ -230,16 +230,19 @@ def build_entries() -> tuple[dict[str, Any], dict[str, Log], dict[str, Any], byt
         "url": "https://kreuzberg.example.org/aidmesh",
     }, next(t)))
     out.append(entry_vector(alice, "accept the first claim", "accept", {
+        "target": offer_id,
         "claim": claim1,
         "claim_author": IDS["bob"].public,
         "quantity": {"value": "5", "unit": "loaf"},
     }, next(t)))
     out.append(entry_vector(alice, "decline the second claim", "decline", {
+        "target": offer_id,
         "claim": claim2,
         "claim_author": IDS["bob"].public,
         "reason": "All promised already.",
     }, next(t)))
     out.append(entry_vector(alice, "fulfil the first claim", "fulfil", {
+        "target": offer_id,
         "claim": claim1,
         "claim_author": IDS["bob"].public,
         "quantity": {"value": "5", "unit": "loaf"},
