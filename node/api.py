@@ -156,7 +156,8 @@ def listing_routes(kind: str):
         # The projection row this append just wrote, rebuilt here to spare a read.
         row = {"id": entry.id.hex(), "kind": kind, "author": node.identity.node_id,
                "fields": json.dumps(content), "withdrawn": 0, "created": ts, "updated": ts,
-               "available_until": content.get("available_until")}
+               "available_until": content.get("available_until"), "committed": "0",
+               "fulfilled": "0", "quantity": content.get("quantity", {}).get("value")}
         body = to_json(row, st.now_ms())
         return json_response(body, status=201,
                              headers={"Location": f"{PREFIX}/{plural}/{entry.id.hex()}"})

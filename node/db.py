@@ -122,7 +122,53 @@ def _m2_federation(db: sqlite_utils.Database) -> None:
         )""")
 
 
-MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [_m1_core, _m2_federation]
+def _m3_exchange(db: sqlite_utils.Database) -> None:
+    # Listing fields the exchange fold and matching need as columns.
+    for column in ("quantity TEXT", "committed TEXT NOT NULL DEFAULT '0'",
+                   "fulfilled TEXT NOT NULL DEFAULT '0'", "available REAL NOT NULL DEFAULT 1",
+                   "available_from INTEGER", "urgency TEXT", "radius_km INTEGER",
+                   "hidden INTEGER NOT NULL DEFAULT 0"):
+        db.execute(f"ALTER TABLE listings ADD COLUMN {column}")
+    db.execute("""
+        CREATE TABLE claims (
+            id TEXT PRIMARY KEY, claimant TEXT NOT NULL, target TEXT NOT NULL,
+            owner TEXT NOT NULL, quantity TEXT, message TEXT, sealed BLOB,
+            created INTEGER NOT NULL
+        )""")
+    db.execute("CREATE INDEX claims_owner ON claims (owner)")
+    db.execute("CREATE INDEX claims_claimant ON claims (claimant)")
+    db.execute("CREATE INDEX claims_target ON claims (target)")
+    # accept / decline / fulfil entries, whichever order they arrive in.
+    db.execute("""
+        CREATE TABLE responses (
+            id TEXT PRIMARY KEY, kind TEXT NOT NULL, author TEXT NOT NULL,
+            target TEXT NOT NULL, claim TEXT NOT NULL, claimant TEXT NOT NULL,
+            committed TEXT, sealed BLOB, seq INTEGER NOT NULL, ts INTEGER NOT NULL
+        )""")
+    db.execute("CREATE INDEX responses_claim ON responses (claim)")
+    db.execute("CREATE INDEX responses_target ON responses (target)")
+    db.execute("""
+        CREATE TABLE matches (
+            need TEXT NOT NULL, offer TEXT NOT NULL, distance_km REAL,
+            created INTEGER NOT NULL, PRIMARY KEY (need, offer)
+        )""")
+    db.execute("CREATE INDEX matches_offer ON matches (offer)")
+    db.execute("CREATE TABLE blocks (author TEXT PRIMARY KEY, reason TEXT NOT NULL, "
+               "created INTEGER NOT NULL)")
+    # Local moderation of remote entries: not derived from any log, kept across reindex.
+    db.execute("CREATE TABLE moderation (id TEXT PRIMARY KEY, action TEXT NOT NULL, "
+               "reason TEXT NOT NULL, created INTEGER NOT NULL)")
+    # Everything a client may want to hear about, for SSE replay and webhooks.
+    db.execute("CREATE TABLE events (id INTEGER PRIMARY KEY AUTOINCREMENT, type TEXT NOT NULL, "
+               "data TEXT NOT NULL, created INTEGER NOT NULL)")
+    db.execute("CREATE TABLE webhooks (id TEXT PRIMARY KEY, url TEXT NOT NULL, "
+               "secret TEXT NOT NULL, created INTEGER NOT NULL, delivered INTEGER NOT NULL "
+               "DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_error TEXT)")
+
+
+MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
+    _m1_core, _m2_federation, _m3_exchange,
+]
 
 
 def migrate(conn: sqlite3.Connection) -> int:

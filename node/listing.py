@@ -107,6 +107,11 @@ def to_json(row: Any, now: int) -> dict[str, Any]:
             out[key] = value
     out.setdefault("description", "")
     out.setdefault("tags", [])
+    if "quantity" in fields and "committed" in row.keys():
+        unit = fields["quantity"]["unit"]
+        left = max(Decimal(0), Decimal(fields["quantity"]["value"]) - Decimal(row["committed"]))
+        out["available_quantity"] = {"value": number(str(left)), "unit": unit}
+        out["committed_quantity"] = {"value": number(row["committed"]), "unit": unit}
     out["status"] = status(row, now)
     out["created"] = rfc3339(row["created"])
     out["updated"] = rfc3339(row["updated"])
@@ -114,8 +119,18 @@ def to_json(row: Any, now: int) -> dict[str, Any]:
 
 
 def status(row: Any, now: int) -> str:
+    """open -> partly-committed -> committed -> fulfilled; withdrawn; expired (spec §9.6)."""
     if row["withdrawn"]:
         return "withdrawn"
     if row["available_until"] is not None and row["available_until"] < now:
         return "expired"
-    return "open"
+    keys = row.keys()
+    committed = Decimal(row["committed"]) if "committed" in keys else Decimal(0)
+    if not committed:
+        return "open"
+    capacity = Decimal(row["quantity"]) if row["quantity"] else Decimal(1)
+    if committed < capacity:
+        return "partly-committed"
+    if Decimal(row["fulfilled"]) >= committed:
+        return "fulfilled"
+    return "committed"

@@ -10,7 +10,7 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
-STATUSES = ("open", "expired", "withdrawn", "all")
+STATUSES = ("open", "committed", "fulfilled", "expired", "withdrawn", "all")
 
 
 class QueryError(ValueError):
@@ -61,7 +61,9 @@ def decode_cursor(text: str) -> tuple[int, str]:
 
 def run(conn: sqlite3.Connection, query: ListingQuery, now: int
         ) -> tuple[list[sqlite3.Row], str | None]:
-    where = ["l.kind = :kind"]
+    # Hidden by this node's moderators, or by a blocked author: never listed.
+    where = ["l.kind = :kind", "l.hidden = 0",
+             "l.author NOT IN (SELECT author FROM blocks)"]
     params: dict[str, Any] = {"kind": query.kind, "now": now, "limit": query.limit + 1}
     if query.q:
         where.append("l.rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH :q)")
@@ -83,9 +85,14 @@ def run(conn: sqlite3.Connection, query: ListingQuery, now: int
                 box += " AND l.lng BETWEEN :lng0 AND :lng1"
                 params.update(lng0=lng - dlng, lng1=lng + dlng)
         where.append(f"{box} AND dist_km(l.lat, l.lng, :lat, :lng) <= :radius")
-    if query.status == "open":
-        where.append("l.withdrawn = 0 AND (l.available_until IS NULL OR "
-                     "l.available_until >= :now)")
+    live = "l.withdrawn = 0 AND (l.available_until IS NULL OR l.available_until >= :now)"
+    fulfilled = "CAST(l.fulfilled AS REAL) >= CAST(l.committed AS REAL)"
+    if query.status == "open":  # something is still available: open or partly committed
+        where.append(f"{live} AND l.available > 0")
+    elif query.status == "committed":
+        where.append(f"{live} AND l.available <= 0 AND NOT {fulfilled}")
+    elif query.status == "fulfilled":
+        where.append(f"{live} AND l.available <= 0 AND {fulfilled}")
     elif query.status == "expired":
         where.append("l.withdrawn = 0 AND l.available_until < :now")
     elif query.status == "withdrawn":

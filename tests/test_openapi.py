@@ -144,7 +144,8 @@ def test_input_schemas_match_protocol_fields():
             assert set(schema["properties"]) == set(fields), name + variant
         assert set(schemas[name + "Input"]["required"]) == required
         assert set(schemas[name]["properties"]) == set(fields) | {
-            "id", "kind", "origin", "status", "created", "updated"}
+            "id", "kind", "origin", "status", "created", "updated", "available_quantity",
+            "committed_quantity"}
 
 
 async def test_served_document_is_the_file(node):
