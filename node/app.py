@@ -159,9 +159,10 @@ async def principal_of(request: web.Request, node: Node) -> Principal | None:
 
 def create_app(config: Config, identity: Identity) -> web.Application:
     """Build the node's app; the store opens on startup and closes on cleanup."""
-    from . import api
+    from . import api, moderation
     from .federation import MAX_PULL_BODY, federation_app
     from .gossip import Gossip
+    from .moderation import Retention
 
     # The client API enforces config.max_body_bytes itself; federation pulls may be 1 MiB.
     app = web.Application(client_max_size=max(config.max_body_bytes, MAX_PULL_BODY),
@@ -174,13 +175,17 @@ def create_app(config: Config, identity: Identity) -> web.Application:
         node = Node(config=config, identity=identity, store=store, metrics=Metrics())
         node.gossip = Gossip(node)
         app[NODE] = node
+        retention = Retention(node)
         await node.gossip.start()
+        await retention.start()
         yield
+        await retention.stop()
         await node.gossip.stop()
         await store.close()
 
     app.cleanup_ctx.append(open_node)
     api.add_routes(app)
+    moderation.add_routes(app)
     app.add_subapp("/federation/v1", federation_app())
     return app
 

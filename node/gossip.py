@@ -140,6 +140,16 @@ class Gossip:
                 link.peer = peer
                 link.wake.set()
 
+    def resync(self) -> None:
+        """Forget what each peer's state looked like: the next round compares in full.
+
+        Needed when our scope changes without any entry (a block is lifted), since the
+        peer's state digest alone would say nothing changed.
+        """
+        for link in self.links.values():
+            link.digest = None
+            link.wake.set()
+
     def trusted(self) -> set[bytes]:
         return set(self.links)
 

@@ -26,10 +26,12 @@ from protocol import (
     make_fork_proof,
     verify_run,
 )
+from protocol.identity import node_id
 from protocol.sync import Head
 
 from . import projection
 from .db import connect, migrate
+from .events import head as events_head
 
 T = TypeVar("T")
 MAX_GROUP_COMMIT = 256
@@ -106,6 +108,8 @@ class Ledger:
         """
         if conn.execute("SELECT 1 FROM forks WHERE author = ?", (author,)).fetchone():
             return IngestResult(0, 0)
+        if conn.execute("SELECT 1 FROM blocks WHERE author = ?", (node_id(author),)).fetchone():
+            return IngestResult(0, 0)  # blocked here: not stored, so not relayed either
         dups = 0
         fork: bytes | None = None
         fresh: list[Entry] = []
@@ -234,6 +238,12 @@ class Store:
         # Bumped after each commit that stored entries or forks; callbacks run then.
         self.version = 0
         self.on_change: list[Callable[[], None]] = []
+        # Id of the newest committed event (events table); listeners (SSE streams, webhook
+        # deliveries) wait on `wait_events` and are woken after any commit that wrote one.
+        self.events_seq = events_head(ledger.conn)
+        self._events_seq_written = self.events_seq
+        self._events_waker = asyncio.Event()
+        self.closing = False
 
     @property
     def identity(self) -> Identity:
@@ -242,7 +252,28 @@ class Store:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._write_loop(), name="aidmesh-writer")
 
+    async def wait_events(self, after: int, timeout: float | None = None) -> bool:
+        """Wait until an event with id > ``after`` is committed: True, or False on timeout
+        or when the store is closing (or `wake_listeners` was called)."""
+        if self.events_seq > after:
+            return True
+        if self.closing:
+            return False
+        waker = self._events_waker
+        try:
+            await asyncio.wait_for(waker.wait(), timeout)
+        except TimeoutError:
+            return False
+        return self.events_seq > after
+
+    def wake_listeners(self) -> None:
+        """Wake every `wait_events` caller now (a new event, or shutting down)."""
+        waker, self._events_waker = self._events_waker, asyncio.Event()
+        waker.set()
+
     async def close(self) -> None:
+        self.closing = True
+        self.wake_listeners()
         if self._task:
             self._task.cancel()
             try:
@@ -295,6 +326,9 @@ class Store:
                     fut.set_result(value)
                 else:
                     fut.set_exception(value)
+            if self._events_seq_written > self.events_seq:
+                self.events_seq = self._events_seq_written
+                self.wake_listeners()
             if self.ledger.changed:
                 self.ledger.changed = False
                 self.version += 1
@@ -321,4 +355,5 @@ class Store:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")
             raise
+        self._events_seq_written = events_head(conn)
         return results

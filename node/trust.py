@@ -24,9 +24,14 @@ def direct_peers(conn: sqlite3.Connection, me: bytes) -> list[Peer]:
         (me,))]
 
 
-def scope(conn: sqlite3.Connection, me: bytes, hops: int,
-          blocked: frozenset[bytes] = frozenset()) -> set[bytes]:
-    """Authors to replicate and serve: breadth-first over active trust edges."""
+def blocked_authors(conn: sqlite3.Connection) -> frozenset[bytes]:
+    return frozenset(bytes.fromhex(r[0][2:]) for r in conn.execute("SELECT author FROM blocks"))
+
+
+def scope(conn: sqlite3.Connection, me: bytes, hops: int) -> set[bytes]:
+    """Authors to replicate and serve: breadth-first over active trust edges, never
+    through or to an author this node blocks."""
+    blocked = blocked_authors(conn)
     edges: dict[bytes, list[bytes]] = {}
     for r in conn.execute("SELECT author, peer FROM trust_edges WHERE active = 1"):
         edges.setdefault(r["author"], []).append(r["peer"])
