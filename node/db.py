@@ -166,8 +166,14 @@ def _m3_exchange(db: sqlite_utils.Database) -> None:
                "DEFAULT 0, failures INTEGER NOT NULL DEFAULT 0, last_error TEXT)")
 
 
+def _m4_webhooks(db: sqlite_utils.Database) -> None:
+    # Which event types a webhook wants (comma-separated; NULL: all) and delivery health.
+    for column in ("types TEXT", "last_error_at INTEGER", "last_success INTEGER"):
+        db.execute(f"ALTER TABLE webhooks ADD COLUMN {column}")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1_core, _m2_federation, _m3_exchange,
+    _m1_core, _m2_federation, _m3_exchange, _m4_webhooks,
 ]
 
 

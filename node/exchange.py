@@ -13,7 +13,7 @@ import sqlite3
 from decimal import Decimal
 from typing import Any
 
-from protocol import Entry
+from protocol import Entry, decode
 from protocol.identity import node_id
 from protocol.taxonomy import category_matches
 
@@ -55,6 +55,11 @@ def fold_claim(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any],
         (claim_id, entry.author_id, content["target"].hex(), owner,
          content["quantity"]["value"] if "quantity" in content else None,
          content.get("message"), content.get("sealed"), entry.header.timestamp))
+    # Answers may have arrived first (they come from another log): the claim can change
+    # what they commit (its quantity, whether it is a claim on that listing at all).
+    for row in conn.execute("SELECT DISTINCT target FROM responses WHERE claim = ?",
+                            (claim_id,)).fetchall():
+        reallocate(conn, row["target"])
     if self_id in (owner, entry.author_id):
         emit(conn, "claim", {"id": claim_id, "change": "created", "target":
                              content["target"].hex(), "claimant": entry.author_id,
@@ -63,66 +68,95 @@ def fold_claim(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any],
 
 def fold_response(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any],
                   self_id: str) -> None:
-    """accept / decline / fulfil: record it, then apply what it means now."""
+    """accept / decline / fulfil: record it, then recompute what its listing commits."""
     kind = entry.header.kind
     target = content["target"].hex()
     claim_id = content["claim"].hex()
     claimant = node_id(content["claim_author"])
-    listing = conn.execute("SELECT * FROM listings WHERE id = ?", (target,)).fetchone()
+    listing = conn.execute("SELECT author FROM listings WHERE id = ?", (target,)).fetchone()
     author = entry.author_id
     if kind in ("accept", "decline"):
         if listing is None or listing["author"] != author:
             return  # only the owner answers a claim (a listing we cannot see: ignore)
     elif listing is not None and author not in (claimant, listing["author"]):
         return  # only the two parties record a hand-over
-    committed = None
-    if kind == "accept":
-        answered = conn.execute(
-            "SELECT 1 FROM responses WHERE claim = ? AND kind IN ('accept', 'decline') "
-            "AND author = ?", (claim_id, author)).fetchone()
-        if answered is None:
-            left = max(ZERO, capacity(listing) - dec(listing["committed"]))
-            asked = dec(content["quantity"]["value"]) if "quantity" in content else left
-            take = min(asked, left)
-            committed = text(take)
-            conn.execute("UPDATE listings SET committed = ?, updated = max(updated, ?) "
-                         "WHERE id = ?", (text(dec(listing["committed"]) + take),
-                                          entry.header.timestamp, target))
-            refresh_available(conn, target)
-        else:
-            committed = "0"
-    first_fulfil = kind == "fulfil" and conn.execute(
-        "SELECT 1 FROM responses WHERE claim = ? AND kind = 'fulfil'", (claim_id,)
-    ).fetchone() is None
     conn.execute(
         "INSERT OR IGNORE INTO responses (id, kind, author, target, claim, claimant, committed, "
         "sealed, seq, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-        (entry.id.hex(), kind, author, target, claim_id, claimant, committed,
-         content.get("sealed"), entry.seq, entry.header.timestamp))
-    # A hand-over counts once per claim, whichever of fulfil and accept arrives last.
-    if kind == "fulfil" and first_fulfil:
-        _count_fulfilled(conn, target, claim_id)
-    elif kind == "accept" and committed not in (None, "0") and conn.execute(
-            "SELECT 1 FROM responses WHERE claim = ? AND kind = 'fulfil'",
-            (claim_id,)).fetchone():
-        _count_fulfilled(conn, target, claim_id)
+        (entry.id.hex(), kind, author, target, claim_id, claimant,
+         "0" if kind == "accept" else None, content.get("sealed"), entry.seq,
+         entry.header.timestamp))
+    reallocate(conn, target)
+    committed = None
+    if kind == "accept":
+        committed = conn.execute("SELECT committed FROM responses WHERE id = ?",
+                                 (entry.id.hex(),)).fetchone()["committed"]
     owner = listing["author"] if listing is not None else None
     if self_id in (claimant, owner, author):
         emit(conn, "claim", {"id": claim_id, "change": kind, "target": target,
                              "claimant": claimant, "by": author, "committed": committed})
 
 
-def _count_fulfilled(conn: sqlite3.Connection, target: str, claim_id: str) -> None:
-    accept = conn.execute(
-        "SELECT r.committed FROM responses r JOIN listings l ON l.id = r.target "
-        "WHERE r.claim = ? AND r.kind = 'accept' AND r.author = l.author "
-        "AND r.committed IS NOT NULL ORDER BY r.seq LIMIT 1", (claim_id,)).fetchone()
-    if accept is None or dec(accept["committed"]) == ZERO:
+def _asked(conn: sqlite3.Connection, response_id: str) -> Decimal | None:
+    """The quantity an accept names (read from its payload; None if it names none)."""
+    row = conn.execute("SELECT payload FROM entries WHERE id = ?",
+                       (bytes.fromhex(response_id),)).fetchone()
+    if row is None or row["payload"] is None:
+        return None
+    content = decode(row["payload"])
+    quantity = content.get("quantity") if isinstance(content, dict) else None
+    return dec(quantity["value"]) if quantity else None
+
+
+def reallocate(conn: sqlite3.Connection, target: str) -> None:
+    """Recompute a listing's commitments from every answer it has (spec §9.6).
+
+    The owner's accepts are walked in its log order, each taking min(asked, still
+    available); the result depends only on which entries are stored, never on the order
+    they arrived in (a claim after its accept, a fulfil before the accept, an update of
+    the quantity). A claim not seen yet counts as valid until it arrives.
+    """
+    listing = conn.execute("SELECT * FROM listings WHERE id = ?", (target,)).fetchone()
+    if listing is None:
         return
-    conn.execute("UPDATE listings SET fulfilled = ? WHERE id = ?",
-                 (text(dec(conn.execute("SELECT fulfilled FROM listings WHERE id = ?",
-                                        (target,)).fetchone()["fulfilled"])
-                       + dec(accept["committed"])), target))
+    owner = listing["author"]
+    cap = capacity(listing)
+    total = fulfilled = ZERO
+    answered: set[str] = set()
+    rows = conn.execute(
+        "SELECT id, kind, claim, claimant FROM responses WHERE target = ? AND author = ? "
+        "AND kind IN ('accept', 'decline') ORDER BY seq", (target, owner)).fetchall()
+    for r in rows:
+        claim = conn.execute("SELECT claimant, target, owner, quantity FROM claims "
+                             "WHERE id = ?", (r["claim"],)).fetchone()
+        if claim is not None and (claim["target"] != target or claim["owner"] != owner
+                                  or claim["claimant"] != r["claimant"]):
+            if r["kind"] == "accept":
+                conn.execute("UPDATE responses SET committed = '0' WHERE id = ?", (r["id"],))
+            continue  # names a claim that is not on this listing
+        first = r["claim"] not in answered
+        answered.add(r["claim"])
+        if r["kind"] != "accept":
+            continue
+        take = ZERO
+        if first:
+            left = max(ZERO, cap - total)
+            asked = None
+            if listing["quantity"]:
+                asked = _asked(conn, r["id"])
+                if asked is None and claim is not None and claim["quantity"]:
+                    asked = dec(claim["quantity"])
+            take = left if asked is None else min(asked, left)
+            total += take
+            parties = (owner, claim["claimant"] if claim is not None else r["claimant"])
+            if take and conn.execute(
+                    f"SELECT 1 FROM responses WHERE claim = ? AND kind = 'fulfil' AND author "
+                    f"IN ({','.join('?' * len(parties))})", (r["claim"], *parties)).fetchone():
+                fulfilled += take
+        conn.execute("UPDATE responses SET committed = ? WHERE id = ?", (text(take), r["id"]))
+    conn.execute("UPDATE listings SET committed = ?, fulfilled = ? WHERE id = ?",
+                 (text(total), text(fulfilled), target))
+    refresh_available(conn, target)
 
 
 def claim_status(conn: sqlite3.Connection, claim: sqlite3.Row) -> dict[str, Any]:
@@ -130,7 +164,10 @@ def claim_status(conn: sqlite3.Connection, claim: sqlite3.Row) -> dict[str, Any]
     rows = conn.execute(
         "SELECT r.* FROM responses r WHERE r.claim = ? ORDER BY r.ts, r.id",
         (claim["id"],)).fetchall()
-    owner_rows = [r for r in rows if r["author"] == claim["owner"]]
+    # The owner's first answer to this claim on its listing, in the owner's log order.
+    owner_rows = sorted((r for r in rows if r["author"] == claim["owner"]
+                         and r["target"] == claim["target"]
+                         and r["claimant"] == claim["claimant"]), key=lambda r: r["seq"])
     first = next((r for r in owner_rows if r["kind"] in ("accept", "decline")), None)
     status, committed = "pending", None
     if first is not None and first["kind"] == "decline":

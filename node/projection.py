@@ -121,7 +121,8 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
         sets = ", ".join(f"{k} = :{k}" for k in cols)
         conn.execute(f"UPDATE listings SET {sets}, updated = :ts WHERE id = :id",
                      {**cols, "ts": max(ts, row["updated"]), "id": row["id"]})
-        exchange.refresh_available(conn, row["id"])
+        # A new quantity changes what every accept of it commits: recompute them all.
+        exchange.reallocate(conn, row["id"])
         _listing_event(conn, row["id"], "updated")
         exchange.rematch(conn, row["id"], int(time.time() * 1000))
     elif kind == "withdraw":
