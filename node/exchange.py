@@ -215,7 +215,8 @@ def rematch(conn: sqlite3.Connection, listing_id: str, now: int) -> None:
     """
     row = conn.execute("SELECT * FROM listings WHERE id = ?", (listing_id,)).fetchone()
     old = {(r[0], r[1]) for r in conn.execute(
-        "SELECT need, offer FROM matches WHERE need = ? OR offer = ?", (listing_id, listing_id))}
+        "SELECT need, offer FROM matches WHERE need = ? UNION ALL "
+        "SELECT need, offer FROM matches WHERE offer = ?", (listing_id, listing_id))}
     if row is None or row["withdrawn"]:
         conn.execute("DELETE FROM matches WHERE need = ? OR offer = ?", (listing_id, listing_id))
         return
