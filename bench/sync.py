@@ -84,9 +84,11 @@ def raw_pipeline(frames: list[tuple[bytes, bytes]], path: Path) -> float:
     return len(frames) / elapsed
 
 
-async def start_inproc(home: Path, port: int, interval: float = 30.0, done=None):
+async def start_inproc(home: Path, port: int, interval: float = 30.0, done=None,
+                       hops: int = 2):
     done = done or initialise(home)
     done.config.gossip_interval_s = interval
+    done.config.hops = hops
     app = create_app(done.config, done.identity)
     runner = web.AppRunner(app, access_log=None)
     await runner.setup()
@@ -198,7 +200,9 @@ async def bench_propagation(tmp: Path, n: int, degree: int, posts: int) -> None:
     """N in-process nodes in a random connected graph; time until an offer is everywhere."""
     rng = random.Random(n)
     ports = [free_port() for _ in range(n)]
-    nodes = [await start_inproc(tmp / f"p{i}", ports[i], interval=5.0) for i in range(n)]
+    # hops = n: the whole coalition replicates every log, so an offer must reach all nodes
+    nodes = [await start_inproc(tmp / f"p{i}", ports[i], interval=5.0, hops=n)
+             for i in range(n)]
     edges: set[tuple[int, int]] = set()
     order = list(range(n))
     rng.shuffle(order)
@@ -231,12 +235,15 @@ async def bench_propagation(tmp: Path, n: int, degree: int, posts: int) -> None:
             def held(c, oid=oid) -> int:
                 return c.execute("SELECT count(*) FROM entries WHERE id = ?", (oid,)).fetchone()[0]
 
+            deadline = time.perf_counter() + 30
             while True:
                 seen = 0
                 for _, app, _ in nodes:
                     seen += await app[NODE].store.read(held)
                 if seen == n:
                     break
+                if time.perf_counter() > deadline:
+                    raise RuntimeError(f"offer reached only {seen} of {n} nodes in 30 s")
                 await asyncio.sleep(0.005)
             times.append(time.perf_counter() - t)
     for _, _, runner in nodes:
