@@ -228,8 +228,8 @@ async def _change(node, kind: str, entry_id: str, change: str, content: dict) ->
     """Append an update or withdraw, after checking the target in the same transaction."""
 
     def write(conn):
-        row = conn.execute("SELECT author, withdrawn FROM listings WHERE id = ? AND kind = ?",
-                           (entry_id, kind)).fetchone()
+        row = conn.execute("SELECT author, withdrawn, fields FROM listings WHERE id = ? AND "
+                           "kind = ?", (entry_id, kind)).fetchone()
         if row is None:
             raise Problem(404, "not-found", f"no {kind} with id {entry_id} on this node")
         if row["author"] != node.identity.node_id:
@@ -237,6 +237,12 @@ async def _change(node, kind: str, entry_id: str, change: str, content: dict) ->
                           "its origin node can change it")
         if row["withdrawn"]:
             raise Problem(409, "withdrawn", f"this {kind} is withdrawn and cannot change")
+        if change == "update":  # the window must hold with the fields it keeps, too
+            merged = {**json.loads(row["fields"]), **content["set"]}
+            start, end = merged.get("available_from"), merged.get("available_until")
+            if start is not None and end is not None and end < start:
+                raise Problem(422, "payload-schema", "available_until must not be before "
+                              "available_from", field="available_until")
         return node.store.ledger.append_local(conn, change, content)
 
     try:
@@ -485,3 +491,6 @@ def add_routes(app: web.Application) -> None:
         web.get(f"{PREFIX}/tokens", list_tokens),
         web.delete(f"{PREFIX}/tokens/{{id}}", revoke_token),
     ])
+    from . import exchange_api  # imports this module: bound here, not at the top
+
+    exchange_api.add_routes(app)

@@ -420,6 +420,16 @@ async def test_updated_since(node):
 # -- update and withdraw ---------------------------------------------------------------------
 
 
+async def test_patch_window_is_checked_against_the_kept_fields(node):
+    offer = await node.create("offer", available_from="2030-01-02T00:00:00Z",
+                              available_until="2030-01-05T00:00:00Z")
+    before = node.home.snapshot()
+    r = await node.request("PATCH", f"{OFFERS}/{offer['id']}", role="coordinator",
+                           json={"available_until": "2030-01-01T00:00:00Z"})
+    await expect_problem(r, 422, "payload-schema", "available_until")
+    assert node.home.snapshot() == before
+
+
 async def test_patch_appends_update_and_changes_fields(node):
     offer = await node.create("offer", description="Rye", tags=["a"])
     await next_ms(parse_time(offer["updated"], "t"))
