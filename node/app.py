@@ -73,6 +73,7 @@ class Node:
     store: Store
     metrics: Metrics
     gossip: Any = None  # node.gossip.Gossip, set once the store is open
+    webhooks: Any = None  # node.webhooks.Webhooks, set once the store is open
     tokens: TokenCache = field(default_factory=TokenCache)
     started: float = field(default_factory=time.time)
 
@@ -159,10 +160,11 @@ async def principal_of(request: web.Request, node: Node) -> Principal | None:
 
 def create_app(config: Config, identity: Identity) -> web.Application:
     """Build the node's app; the store opens on startup and closes on cleanup."""
-    from . import api, moderation
+    from . import api, events_api, moderation
     from .federation import MAX_PULL_BODY, federation_app
     from .gossip import Gossip
     from .moderation import Retention
+    from .webhooks import Webhooks
 
     # The client API enforces config.max_body_bytes itself; federation pulls may be 1 MiB.
     app = web.Application(client_max_size=max(config.max_body_bytes, MAX_PULL_BODY),
@@ -177,14 +179,18 @@ def create_app(config: Config, identity: Identity) -> web.Application:
         app[NODE] = node
         retention = Retention(node)
         await node.gossip.start()
+        node.webhooks = Webhooks(node)
+        await node.webhooks.start()
         await retention.start()
         yield
+        await node.webhooks.stop()
         await retention.stop()
         await node.gossip.stop()
         await store.close()
 
     app.cleanup_ctx.append(open_node)
     api.add_routes(app)
+    events_api.add_routes(app)
     moderation.add_routes(app)
     app.add_subapp("/federation/v1", federation_app())
     return app

@@ -296,6 +296,65 @@ def cmd_peer_list(args: argparse.Namespace) -> None:
             print(f"    last error {r['last_error_at']}: {r['last_error']}")
 
 
+def cmd_claim_list(args: argparse.Namespace) -> None:
+    from .exchange_api import list_claims
+
+    ledger = _ledger(args)
+    try:
+        items, _ = list_claims(ledger.conn, ledger, direction=args.direction,
+                               state=args.status, limit=args.limit)
+    finally:
+        ledger.close()
+    for item in items:
+        if args.json:
+            print(json.dumps(item, ensure_ascii=False))
+            continue
+        qty = item["quantity"]
+        amount = f"{qty['value']} {qty['unit']}  " if qty else ""
+        side = "in " if item["owner"] == ledger.identity.node_id else "out"
+        print(f"{item['id'][:12]}  {side} {item['status']:<9} {item['target'][:12]}  "
+              f"{amount}{item['message'] or ''}")
+
+
+def cmd_claim_respond(action: str) -> Callable[[argparse.Namespace], None]:
+    def run(args: argparse.Namespace) -> None:
+        from .exchange_api import parse_entry, respond, response_body
+
+        raw: dict[str, Any] = {}
+        if getattr(args, "quantity", None) is not None:
+            raw["quantity"] = args.quantity
+        body = response_body(action, raw)
+        claim_id = parse_entry(args.id)
+        ledger = _ledger(args)
+        try:
+            entry = ledger.transaction(
+                lambda c: respond(ledger, c, action, claim_id, body, now_ms()))
+        finally:
+            ledger.close()
+        print(entry.id.hex())
+
+    return run
+
+
+def cmd_match_list(args: argparse.Namespace) -> None:
+    from .exchange_api import list_matches
+
+    ledger = _ledger(args)
+    try:
+        now = now_ms()
+        items, _ = list_matches(ledger.conn, ledger.identity.node_id, now,
+                                local_only=args.local_only, limit=args.limit)
+    finally:
+        ledger.close()
+    for item in items:
+        if args.json:
+            print(json.dumps(item, ensure_ascii=False))
+            continue
+        km = "?" if item["distance_km"] is None else f"{item['distance_km']:.1f}"
+        print(f"need {item['need']['id'][:12]} <- offer {item['offer']['id'][:12]}  "
+              f"{km} km  {item['need']['title']} / {item['offer']['title']}")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="aidmesh", description="Run and manage an aidmesh mutual-aid node.")
@@ -370,6 +429,32 @@ def build_parser() -> argparse.ArgumentParser:
     a = psub.add_parser("list", help="peers with sync progress")
     a.add_argument("--json", action="store_true")
     a.set_defaults(func=cmd_peer_list)
+
+    p = sub.add_parser("claim", help="claims on offers and needs, and answers to them")
+    csub = p.add_subparsers(dest="claim_cmd", required=True, metavar="ACTION")
+    a = csub.add_parser("list", help="claims this node holds, newest first")
+    a.add_argument("--direction", default="all", choices=["incoming", "outgoing", "all"])
+    a.add_argument("--status", choices=["pending", "accepted", "declined", "fulfilled"])
+    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a.set_defaults(func=cmd_claim_list)
+    a = csub.add_parser("accept", help="commit a quantity to a claim on this node's listing")
+    a.add_argument("id")
+    a.add_argument("--quantity", help="in the listing's unit (default: what the claim asked, "
+                   "at most what is left)")
+    a.set_defaults(func=cmd_claim_respond("accept"))
+    a = csub.add_parser("decline", help="turn down a pending claim on this node's listing")
+    a.add_argument("id")
+    a.set_defaults(func=cmd_claim_respond("decline"))
+
+    p = sub.add_parser("match", help="needs and offers that fit each other")
+    msub = p.add_subparsers(dest="match_cmd", required=True, metavar="ACTION")
+    a = msub.add_parser("list", help="live matches, best first")
+    a.add_argument("--local-only", dest="local_only", action="store_true",
+                   help="only matches where the need or the offer is this node's")
+    a.add_argument("--limit", type=int, default=50)
+    a.add_argument("--json", action="store_true", help="one JSON object per line")
+    a.set_defaults(func=cmd_match_list)
 
     sub.add_parser("reindex", help="rebuild state from the log").set_defaults(func=cmd_reindex)
     p = sub.add_parser("backup", help="online backup of the database to PATH")
