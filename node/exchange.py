@@ -9,6 +9,7 @@ state does not depend on arrival order.
 
 from __future__ import annotations
 
+import math
 import sqlite3
 from decimal import Decimal
 from typing import Any
@@ -202,6 +203,17 @@ def _fits(need: sqlite3.Row, offer: sqlite3.Row) -> tuple[bool, float | None]:
     return True, distance
 
 
+def _box(lat: float, lng: float, radius_km: float) -> dict[str, float]:
+    """Latitude (and, away from the poles and the antimeridian, longitude) bounds."""
+    dlat = radius_km / 110.0 + 0.01
+    box = {"lat0": lat - dlat, "lat1": lat + dlat}
+    if abs(lat) + dlat < 89:
+        dlng = dlat / math.cos(math.radians(abs(lat) + dlat))
+        if -180 <= lng - dlng and lng + dlng <= 180:
+            box.update(lng0=lng - dlng, lng1=lng + dlng)
+    return box
+
+
 def _prefixes(category: str) -> list[str]:
     parts = category.split("/")
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
@@ -220,19 +232,36 @@ def rematch(conn: sqlite3.Connection, listing_id: str, now: int) -> None:
     if row is None or row["withdrawn"]:
         conn.execute("DELETE FROM matches WHERE need = ? OR offer = ?", (listing_id, listing_id))
         return
+    # SQL narrows candidates by category (index), author, time window and a bounding box
+    # around the need's radius; _fits then applies the exact rules to the few left.
+    params: dict[str, Any] = {
+        "author": row["author"], "start": row["available_from"] or 0,
+        "end": row["available_until"] or 2**53, "lat": row["lat"], "lng": row["lng"]}
+    where = ["withdrawn = 0", "author != :author", "coalesce(available_from, 0) <= :end",
+             "coalesce(available_until, 9007199254740992) >= :start"]
     if row["kind"] == "need":
-        candidates = conn.execute(
-            "SELECT * FROM listings WHERE kind = 'offer' AND withdrawn = 0 AND (category = ? "
-            "OR substr(category, 1, ?) = ?)",
-            (row["category"], len(row["category"]) + 1, row["category"] + "/"))
-        pairs = [(row, c) for c in candidates]
+        where.insert(0, "kind = 'offer' AND (category = :cat OR (category > :lo AND "
+                        "category < :hi))")
+        # every path below `cat/` sorts between 'cat/' and 'cat0' ('0' follows '/')
+        params.update(cat=row["category"], lo=row["category"] + "/", hi=row["category"] + "0")
+        radius = row["radius_km"] if row["radius_km"] is not None else DEFAULT_RADIUS_KM
     else:
         prefixes = _prefixes(row["category"])
-        marks = ",".join("?" * len(prefixes))
-        candidates = conn.execute(
-            f"SELECT * FROM listings WHERE kind = 'need' AND withdrawn = 0 AND category IN "
-            f"({marks})", prefixes)
-        pairs = [(c, row) for c in candidates]
+        names = [f":p{i}" for i in range(len(prefixes))]
+        params.update({f"p{i}": p for i, p in enumerate(prefixes)})
+        where.insert(0, f"kind = 'need' AND category IN ({', '.join(names)})")
+        radius = conn.execute(
+            f"SELECT max(coalesce(radius_km, {DEFAULT_RADIUS_KM})) FROM listings WHERE "
+            f"kind = 'need' AND category IN ({', '.join(names)})", params).fetchone()[0] or 0
+    if row["lat"] is not None:
+        box = _box(row["lat"], row["lng"], radius)
+        params.update(box)
+        inside = "lat BETWEEN :lat0 AND :lat1"
+        if "lng0" in box:
+            inside += " AND lng BETWEEN :lng0 AND :lng1"
+        where.append(f"(lat IS NULL OR ({inside}))")
+    candidates = conn.execute(f"SELECT * FROM listings WHERE {' AND '.join(where)}", params)
+    pairs = [(row, c) if row["kind"] == "need" else (c, row) for c in candidates]
     new: dict[tuple[str, str], float | None] = {}
     for need, offer in pairs:
         ok, distance = _fits(need, offer)
