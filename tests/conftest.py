@@ -22,7 +22,6 @@ from __future__ import annotations
 import asyncio
 import os
 import sqlite3
-import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,6 +30,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from federation_helpers import wait_until as wait_for  # noqa: F401 - one polling helper for all tests
 
 from node import auth
 from node.app import create_app
@@ -295,21 +295,6 @@ async def make_node(aiohttp_client, make_home):
 @pytest.fixture
 async def node(make_node) -> NodeClient:
     return await make_node()
-
-
-async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0,
-                   interval: float = 0.01, what: str = "condition") -> Any:
-    """Poll ``predicate`` (sync or async) until truthy; fail after ``timeout`` seconds."""
-    deadline = time.monotonic() + timeout
-    while True:
-        value = predicate()
-        if asyncio.iscoroutine(value):
-            value = await value
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            raise AssertionError(f"timed out after {timeout}s waiting for {what}")
-        await asyncio.sleep(interval)
 
 
 async def next_ms(after: int) -> None:

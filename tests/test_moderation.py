@@ -5,11 +5,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from federation_helpers import Cluster, wait_until
 
 from node.cli import main as cli
 from node.moderation import erase_expired
 from node.store import now_ms
-from tests.federation_helpers import Cluster, wait_until
 
 FUTURE = "2099-01-01T00:00:00Z"
 
