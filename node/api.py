@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -59,6 +60,25 @@ async def read_json(request: web.Request) -> Any:
     except RecursionError:
         raise Problem(400, "malformed-json", "the body is not valid JSON: nested too "
                       "deeply") from None
+
+
+def json_object(body: Any, allowed: Iterable[str], required: Iterable[str] = ()
+                ) -> dict[str, Any]:
+    """A JSON object with only ``allowed`` fields, none null, and every ``required`` one."""
+    if not isinstance(body, dict):
+        raise Problem(422, "invalid-body", "the body must be a JSON object")
+    allowed = sorted(allowed)
+    for key, value in body.items():
+        if key not in allowed:
+            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
+                          f"{', '.join(allowed)}", field=key)
+        if value is None:
+            raise Problem(422, "invalid-field", f"{key} must not be null (omit it instead)",
+                          field=key)
+    for key in required:
+        if key not in body:
+            raise Problem(422, "invalid-field", f"{key} is required", field=key)
+    return body
 
 
 def check_params(request: web.Request, allowed: set[str]) -> None:
@@ -344,14 +364,7 @@ async def forks(request: web.Request) -> web.Response:
 @require("admin")
 async def create_token(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    unknown = set(body) - {"role", "name"}
-    if unknown:
-        field = sorted(unknown)[0]
-        raise Problem(422, "unknown-field", f"unknown field {field!r}; allowed: name, role",
-                      field=field)
+    body = json_object(await read_json(request), ("name", "role"))
     role, name = body.get("role"), body.get("name", "api")
     if role not in auth.ROLES:
         raise Problem(422, "invalid-field", f"role must be one of {', '.join(auth.ROLES)}",
@@ -419,13 +432,7 @@ async def list_peers(request: web.Request) -> web.Response:
 @require("admin")
 async def add_peer(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    for key in body:
-        if key not in ("id", "url"):
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: id, url",
-                          field=key)
+    body = json_object(await read_json(request), ("id", "url"))
     try:
         peer = parse_node_id(body.get("id"))
     except ProtocolError as exc:

@@ -69,8 +69,7 @@ def cmd_run(args: argparse.Namespace) -> None:
 
 
 def cmd_status(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         c = ledger.conn
         config = load_config(args.home)
         counts = c.execute(
@@ -94,8 +93,6 @@ def cmd_status(args: argparse.Namespace) -> None:
                 print(f"  am{f['author'].hex()} at seq {f['seq']}")
         else:
             print("forks:    none")
-    finally:
-        ledger.close()
 
 
 def _listing_body(args: argparse.Namespace, kind: str) -> dict[str, Any]:
@@ -122,11 +119,8 @@ def _listing_body(args: argparse.Namespace, kind: str) -> dict[str, Any]:
 def cmd_listing_add(kind: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         content = payload_from_json(kind, _listing_body(args, kind))
-        ledger = _ledger(args)
-        try:
+        with _ledger(args) as ledger:
             entry = ledger.transaction(lambda c: ledger.append_local(c, kind, content))
-        finally:
-            ledger.close()
         print(entry.id.hex())
 
     return run
@@ -136,12 +130,9 @@ def cmd_listing_list(kind: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         query = ListingQuery(kind=kind, q=args.q, category=args.category, status=args.status,
                              limit=args.limit)
-        ledger = _ledger(args)
-        try:
+        with _ledger(args) as ledger:
             now = now_ms()
             rows, _ = run_query(ledger.conn, query, now)
-        finally:
-            ledger.close()
         for row in rows:
             item = to_json(row, now)
             if args.json:
@@ -156,47 +147,35 @@ def cmd_listing_list(kind: str) -> Callable[[argparse.Namespace], None]:
 
 
 def cmd_token_create(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         token_id, token = ledger.transaction(
             lambda c: auth.create_token(c, args.role, args.name, now_ms()))
-    finally:
-        ledger.close()
     print(f"token {token_id} ({args.role}, {args.name!r}); shown once:")
     print(token)
 
 
 def cmd_token_list(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         for t in auth.list_tokens(ledger.conn):
             state = "revoked" if t["revoked"] else "active"
             print(f"{t['id']}  {t['role']:<11} {state:<8} {t['name']}")
-    finally:
-        ledger.close()
 
 
 def cmd_token_revoke(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         if not ledger.transaction(lambda c: auth.revoke_token(c, args.id, now_ms())):
             raise CliError(f"no active token with id {args.id!r} ('aidmesh token list')")
-    finally:
-        ledger.close()
     print(f"revoked {args.id}")
 
 
 def cmd_log_verify(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         total, bad = 0, []
         for author in heads(ledger.conn):
             checked, problem = verify_log(ledger.conn, author)
             total += checked
             if problem:
                 bad.append(problem)
-    finally:
-        ledger.close()
     if bad:
         for problem in bad:
             print(f"FAILED {problem}", file=sys.stderr)
@@ -206,11 +185,8 @@ def cmd_log_verify(args: argparse.Namespace) -> None:
 
 
 def cmd_reindex(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         count = ledger.rebuild()
-    finally:
-        ledger.close()
     print(f"rebuilt state from {count} entries")
 
 
@@ -218,20 +194,16 @@ def cmd_backup(args: argparse.Namespace) -> None:
     target = Path(args.path)
     if target.exists():
         raise CliError(f"{target} exists; choose a new file name")
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         dest = sqlite3.connect(target)
         with dest:
             ledger.conn.backup(dest)  # online backup: safe while the node runs
         dest.close()
-    finally:
-        ledger.close()
     print(f"backed up to {target}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         for row in ledger.conn.execute(
                 "SELECT author, seq, id, kind, ts, raw, payload FROM entries "
                 "ORDER BY author, seq"):
@@ -239,21 +211,16 @@ def cmd_export(args: argparse.Namespace) -> None:
                 "author": "am" + row["author"].hex(), "seq": row["seq"], "id": row["id"].hex(),
                 "kind": row["kind"], "ts": row["ts"], "header": row["raw"].hex(),
                 "payload": None if row["payload"] is None else row["payload"].hex()}))
-    finally:
-        ledger.close()
 
 
 def cmd_peer_add(args: argparse.Namespace) -> None:
     from .api import add_trust
 
     peer = parse_node_id(args.id)
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         if peer == ledger.identity.public:
             raise CliError("a node cannot peer with itself")
         entry = ledger.transaction(lambda c: add_trust(ledger, c, peer, args.url))
-    finally:
-        ledger.close()
     if entry is None:
         print(f"already peered with {args.id} at {args.url}")
     else:
@@ -265,22 +232,16 @@ def cmd_peer_remove(args: argparse.Namespace) -> None:
     from .api import remove_trust
 
     peer = parse_node_id(args.id)
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         ledger.transaction(lambda c: remove_trust(ledger, c, peer))
-    finally:
-        ledger.close()
     print(f"removed peer {args.id}")
 
 
 def cmd_peer_list(args: argparse.Namespace) -> None:
     from .api import peer_rows
 
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         rows = peer_rows(ledger.conn, ledger.identity.public)
-    finally:
-        ledger.close()
     if args.json:
         for row in rows:
             print(json.dumps(row))
@@ -299,12 +260,9 @@ def cmd_peer_list(args: argparse.Namespace) -> None:
 def cmd_claim_list(args: argparse.Namespace) -> None:
     from .exchange_api import list_claims
 
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         items, _ = list_claims(ledger.conn, ledger, direction=args.direction,
                                state=args.status, limit=args.limit)
-    finally:
-        ledger.close()
     for item in items:
         if args.json:
             print(json.dumps(item, ensure_ascii=False))
@@ -325,12 +283,9 @@ def cmd_claim_respond(action: str) -> Callable[[argparse.Namespace], None]:
             raw["quantity"] = args.quantity
         body = response_body(action, raw)
         claim_id = parse_entry(args.id)
-        ledger = _ledger(args)
-        try:
+        with _ledger(args) as ledger:
             entry = ledger.transaction(
                 lambda c: respond(ledger, c, action, claim_id, body, now_ms()))
-        finally:
-            ledger.close()
         print(entry.id.hex())
 
     return run
@@ -339,13 +294,10 @@ def cmd_claim_respond(action: str) -> Callable[[argparse.Namespace], None]:
 def cmd_match_list(args: argparse.Namespace) -> None:
     from .exchange_api import list_matches
 
-    ledger = _ledger(args)
-    try:
+    with _ledger(args) as ledger:
         now = now_ms()
         items, _ = list_matches(ledger.conn, ledger.identity.node_id, now,
                                 local_only=args.local_only, limit=args.limit)
-    finally:
-        ledger.close()
     for item in items:
         if args.json:
             print(json.dumps(item, ensure_ascii=False))

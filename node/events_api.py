@@ -18,7 +18,7 @@ from aiohttp_sse import EventSourceResponse
 
 from . import events, webhooks
 from . import store as st
-from .api import PREFIX, check_params, json_response, read_json
+from .api import PREFIX, check_params, json_object, json_response, read_json
 from .app import NODE, require
 from .problems import Problem
 
@@ -109,13 +109,7 @@ async def _stop_streams(app: web.Application) -> None:
 @require("admin")
 async def create_webhook(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = await read_json(request)
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    for key in body:
-        if key not in ("url", "types"):
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: types, url",
-                          field=key)
+    body = json_object(await read_json(request), ("types", "url"))
     try:
         url = webhooks.check_url(body.get("url"))
         types = webhooks.check_types(body.get("types"))

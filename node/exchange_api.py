@@ -29,6 +29,7 @@ from .api import (
     PREFIX,
     check_params,
     int_param,
+    json_object,
     json_response,
     protocol_problem,
     read_json,
@@ -50,18 +51,7 @@ PRIVILEGED = ("coordinator", "admin")
 
 
 def _object(body: Any, allowed: tuple[str, ...]) -> dict[str, Any]:
-    if body is None:
-        return {}
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    for key, value in body.items():
-        if key not in allowed:
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
-                          f"{', '.join(allowed)}", field=key)
-        if value is None:
-            raise Problem(422, "invalid-field", f"{key} must not be null (omit it instead)",
-                          field=key)
-    return body
+    return {} if body is None else json_object(body, allowed)
 
 
 def _quantity(value: Any) -> tuple[str, str | None]:

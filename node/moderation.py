@@ -18,7 +18,7 @@ from aiohttp import web
 from protocol import ProtocolError, parse_entry_id, parse_node_id
 
 from . import store as st
-from .api import PREFIX, json_response, protocol_problem, read_json
+from .api import PREFIX, json_object, json_response, protocol_problem, read_json
 from .app import NODE, Node, require
 from .listing import rfc3339
 from .problems import Problem
@@ -29,16 +29,8 @@ RETENTION_SWEEP_S = 3600.0
 
 
 def _fields(body: Any, allowed: dict[str, bool]) -> dict[str, Any]:
-    """Check a JSON object against {field: required}; extra fields are refused."""
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    for key in body:
-        if key not in allowed:
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
-                          f"{', '.join(sorted(allowed))}", field=key)
-    for key, required in allowed.items():
-        if required and key not in body:
-            raise Problem(422, "invalid-field", f"{key} is required", field=key)
+    """Check a JSON object against {field: required}, and its optional reason."""
+    body = json_object(body, allowed, [k for k, required in allowed.items() if required])
     reason = body.get("reason", "")
     if not isinstance(reason, str) or len(reason) > 500:
         raise Problem(422, "invalid-field", "reason is a string of at most 500 characters",

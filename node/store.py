@@ -72,6 +72,12 @@ class Ledger:
     def close(self) -> None:
         self.conn.close()
 
+    def __enter__(self) -> Ledger:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def transaction(self, fn: Callable[[sqlite3.Connection], T]) -> T:
         self.conn.execute("BEGIN IMMEDIATE")
         try:
