@@ -130,7 +130,7 @@ def _m3_exchange(db: sqlite_utils.Database) -> None:
                    "hidden INTEGER NOT NULL DEFAULT 0"):
         db.execute(f"ALTER TABLE listings ADD COLUMN {column}")
     # Matching looks up the other kind by category: never scan the same kind's rows.
-    db.execute("CREATE INDEX listings_kind_category ON listings (kind, category)")
+    db.execute("CREATE INDEX listings_kind_category ON listings (kind, category, lat)")
     db.execute("""
         CREATE TABLE claims (
             id TEXT PRIMARY KEY, claimant TEXT NOT NULL, target TEXT NOT NULL,
