@@ -83,9 +83,7 @@ def _m1_core(db: sqlite_utils.Database) -> None:
             fields TEXT NOT NULL
         )""")
     db.execute("CREATE INDEX listings_updated ON listings (updated DESC, id DESC)")
-    db.execute("CREATE INDEX listings_category ON listings (category)")
     db.execute("CREATE INDEX listings_author ON listings (author)")
-    db.execute("CREATE INDEX listings_lat ON listings (lat)")
     # External-content FTS5 kept in step by triggers. Written out rather than sqlite-utils'
     # enable_fts, whose executescript would commit the migration's transaction midway.
     db.execute("CREATE VIRTUAL TABLE listings_fts USING fts5(title, description, tags, "

@@ -46,6 +46,7 @@ TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5, sock_read=10)
 BACKOFF_START_S = 2.0
 BACKOFF_CAP_S = 300.0
 MAX_WANT_PER_PULL = 2000
+SAVE_EVERY_S = 10.0
 
 
 class SyncFailed(Exception):
@@ -67,6 +68,7 @@ class PeerLink:
     entries_in: int = 0
     behind: int | None = None
     syncing: bool = False
+    saved_at: float = 0.0  # monotonic time of the last save to peer_state
 
     def delay(self, interval: float) -> float:
         if self.failures:
@@ -113,6 +115,8 @@ class Gossip:
 
     async def stop(self) -> None:
         self._closing = True
+        for link in list(self.links.values()):
+            await self._save(link, force=True)
         tasks = [t for t in [self._notifier, *(k.task for k in self.links.values())] if t]
         for t in tasks:
             t.cancel()
@@ -468,7 +472,14 @@ class Gossip:
         link.entries_in += stored
         return stored
 
-    async def _save(self, link: PeerLink) -> None:
+    async def _save(self, link: PeerLink, *, force: bool = False) -> None:
+        """Persist progress for `aidmesh peer list`; at most every SAVE_EVERY_S per peer,
+        since every round would otherwise cost a durable commit (the API reads live)."""
+        now = time.monotonic()
+        if not force and not link.failures and now - link.saved_at < SAVE_EVERY_S:
+            return
+        link.saved_at = now
+
         def save(conn: sqlite3.Connection) -> None:
             conn.execute(
                 "INSERT INTO peer_state (peer, last_success, last_error, last_error_at, "
