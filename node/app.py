@@ -79,6 +79,8 @@ class Node:
 
 
 NODE = web.AppKey("node", Node)
+REQUEST_ID = web.RequestKey("request_id", str)
+PRINCIPAL = web.RequestKey("principal", Principal)
 
 
 def require(role: str | None):
@@ -98,7 +100,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     rid = request.headers.get("X-Request-Id", "")
     if not _REQUEST_ID_RE.match(rid):
         rid = secrets.token_hex(8)
-    request["request_id"] = rid
+    request[REQUEST_ID] = rid
     started = time.perf_counter()
     route = request.match_info.route.resource.canonical if request.match_info.route.resource \
         else "unmatched"
@@ -142,7 +144,7 @@ async def authenticate(request: web.Request, handler) -> web.StreamResponse:
     if not principal.allows(role):
         raise Problem(403, "forbidden", f"this needs the {role} role; the token has "
                       f"{principal.role}")
-    request["principal"] = principal
+    request[PRINCIPAL] = principal
     return await handler(request)
 
 

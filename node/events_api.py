@@ -19,7 +19,7 @@ from aiohttp_sse import EventSourceResponse
 from . import events, webhooks
 from . import store as st
 from .api import PREFIX, check_params, json_object, json_response, read_json
-from .app import NODE, require
+from .app import NODE, REQUEST_ID, require
 from .problems import Problem
 
 PING_INTERVAL_S = 15.0
@@ -71,7 +71,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     if streams.stopping:
         raise Problem(503, "unavailable", "the node is shutting down")
     resp = EventSourceResponse(ping_interval=PING_INTERVAL_S, send_timeout=SEND_TIMEOUT_S)
-    resp.headers["X-Request-Id"] = request["request_id"]
+    resp.headers["X-Request-Id"] = request[REQUEST_ID]
     await resp.prepare(request)
     streams.open.add(resp)
     try:

@@ -35,7 +35,7 @@ from .api import (
     read_json,
     store_problem,
 )
-from .app import NODE, require
+from .app import NODE, PRINCIPAL, require
 from .exchange import ZERO, capacity, claim_status, dec
 from .listing import decimal_text, number, rfc3339, status, to_json
 from .problems import Problem
@@ -466,7 +466,7 @@ async def _write(node, fn) -> Any:
 
 
 def _show_private(request: web.Request) -> bool:
-    principal = request.get("principal")
+    principal = request.get(PRINCIPAL)
     return principal is not None and principal.role in PRIVILEGED
 
 

@@ -69,6 +69,8 @@ class FederationState:
 
 
 FED = web.AppKey("federation", FederationState)
+CALLER = web.RequestKey("caller", bytes)  # the verified peer's public key
+BODY = web.RequestKey("body", bytes)  # the body the signature's digest covered
 
 
 @web.middleware
@@ -106,8 +108,8 @@ async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse
                            fed.nonces)
         except SignatureProblem as exc:
             raise Problem(exc.status, exc.code, exc.detail) from None
-        request["caller"] = caller
-        request["body"] = body
+        request[CALLER] = caller
+        request[BODY] = body
         node.gossip.record_inbound(caller, len(body))
         return await handler(request)
     finally:
@@ -177,7 +179,7 @@ async def pull(request: web.Request) -> web.StreamResponse:
     """Stream up to PULL_MAX_PAGES pages of frames for the wanted authors in our scope."""
     node: Node = request.config_dict[NODE]
     try:
-        want = decode_want(request["body"])
+        want = decode_want(request[BODY])
     except ProtocolError as exc:
         raise Problem(400, exc.code, exc.detail) from None
 
@@ -202,14 +204,14 @@ async def pull(request: web.Request) -> web.StreamResponse:
         await response.write_eof()
     except ConnectionResetError:
         pass  # the peer hung up mid-stream (stopped, timed out, had enough): not our error
-    node.gossip.record_outbound(request["caller"], sent)
+    node.gossip.record_outbound(request[CALLER], sent)
     return response
 
 
 @require(None)
 async def notify(request: web.Request) -> web.Response:
     node: Node = request.config_dict[NODE]
-    node.gossip.poke(request["caller"])
+    node.gossip.poke(request[CALLER])
     return web.Response(status=202)
 
 
