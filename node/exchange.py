@@ -219,14 +219,16 @@ def _prefixes(category: str) -> list[str]:
     return ["/".join(parts[:i]) for i in range(1, len(parts) + 1)]
 
 
-def rematch(conn: sqlite3.Connection, listing_id: str, now: int) -> None:
+def rematch(conn: sqlite3.Connection, listing_id: str, now: int, *, fresh: bool = False
+            ) -> None:
     """Recompute the matches of one listing against its counterparts (incremental).
 
     Candidates come from the category index: a need for `food` meets `food/...` offers;
-    an offer of `food/bread` meets needs for `food` or `food/bread`.
+    an offer of `food/bread` meets needs for `food` or `food/bread`. ``fresh``: the
+    listing was just inserted, so it has no matches yet to compare with.
     """
     row = conn.execute("SELECT * FROM listings WHERE id = ?", (listing_id,)).fetchone()
-    old = {(r[0], r[1]) for r in conn.execute(
+    old: set[tuple[str, str]] = set() if fresh else {(r[0], r[1]) for r in conn.execute(
         "SELECT need, offer FROM matches WHERE need = ? UNION ALL "
         "SELECT need, offer FROM matches WHERE offer = ?", (listing_id, listing_id))}
     if row is None or row["withdrawn"]:
@@ -252,7 +254,9 @@ def rematch(conn: sqlite3.Connection, listing_id: str, now: int) -> None:
         where.insert(0, f"kind = 'need' AND category IN ({', '.join(names)})")
         radius = conn.execute(
             f"SELECT max(coalesce(radius_km, {DEFAULT_RADIUS_KM})) FROM listings WHERE "
-            f"kind = 'need' AND category IN ({', '.join(names)})", params).fetchone()[0] or 0
+            f"kind = 'need' AND category IN ({', '.join(names)})", params).fetchone()[0]
+        if radius is None and not old:
+            return  # no need in these categories at all: nothing to match or unmatch
     if row["lat"] is not None:
         box = _box(row["lat"], row["lng"], radius)
         params.update(box)

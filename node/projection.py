@@ -86,13 +86,15 @@ def _insert_listings(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> No
     conn.executemany(_INSERT_LISTING, rows)
     now = int(time.time() * 1000)
     for row in rows:
-        _listing_event(conn, row["id"], "created")
-        exchange.rematch(conn, row["id"], now)
+        _listing_event(conn, row["id"], "created", row)
+        exchange.rematch(conn, row["id"], now, fresh=True)
 
 
-def _listing_event(conn: sqlite3.Connection, listing_id: str, change: str) -> None:
-    row = conn.execute("SELECT kind, author FROM listings WHERE id = ?",
-                       (listing_id,)).fetchone()
+def _listing_event(conn: sqlite3.Connection, listing_id: str, change: str,
+                   row: Any = None) -> None:
+    if row is None:
+        row = conn.execute("SELECT kind, author FROM listings WHERE id = ?",
+                           (listing_id,)).fetchone()
     if row is not None:
         emit(conn, "listing", {"id": listing_id, "kind": row["kind"], "origin": row["author"],
                                "change": change})
