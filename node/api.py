@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterable
 from importlib import resources
 from typing import Any
 
@@ -20,7 +19,7 @@ from . import __version__, auth
 from . import store as st
 from .app import NODE, require
 from .listing import parse_time, payload_from_json, rfc3339, to_json
-from .problems import Problem
+from .problems import Problem, json_object
 from .query import STATUSES, ListingQuery, QueryError, decode_cursor
 from .query import run as run_query
 
@@ -60,25 +59,6 @@ async def read_json(request: web.Request) -> Any:
     except RecursionError:
         raise Problem(400, "malformed-json", "the body is not valid JSON: nested too "
                       "deeply") from None
-
-
-def json_object(body: Any, allowed: Iterable[str], required: Iterable[str] = ()
-                ) -> dict[str, Any]:
-    """A JSON object with only ``allowed`` fields, none null, and every ``required`` one."""
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    allowed = sorted(allowed)
-    for key, value in body.items():
-        if key not in allowed:
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
-                          f"{', '.join(allowed)}", field=key)
-        if value is None:
-            raise Problem(422, "invalid-field", f"{key} must not be null (omit it instead)",
-                          field=key)
-    for key in required:
-        if key not in body:
-            raise Problem(422, "invalid-field", f"{key} is required", field=key)
-    return body
 
 
 def check_params(request: web.Request, allowed: set[str]) -> None:

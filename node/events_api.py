@@ -18,9 +18,9 @@ from aiohttp_sse import EventSourceResponse
 
 from . import events, webhooks
 from . import store as st
-from .api import PREFIX, check_params, json_object, json_response, read_json
+from .api import PREFIX, check_params, json_response, read_json
 from .app import NODE, REQUEST_ID, require
-from .problems import Problem
+from .problems import Problem, json_object
 
 PING_INTERVAL_S = 15.0
 SEND_TIMEOUT_S = 30.0  # a client that stops reading for this long is dropped

@@ -29,7 +29,6 @@ from .api import (
     PREFIX,
     check_params,
     int_param,
-    json_object,
     json_response,
     protocol_problem,
     read_json,
@@ -38,7 +37,7 @@ from .api import (
 from .app import NODE, PRINCIPAL, require
 from .exchange import ZERO, capacity, claim_status, dec
 from .listing import decimal_text, number, rfc3339, status, to_json
-from .problems import Problem
+from .problems import Problem, json_object
 
 PRIVATE_FIELDS = {"address": 500, "phone": 50, "name": 200, "notes": 1000}
 DIRECTIONS = ("incoming", "outgoing", "all")

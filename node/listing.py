@@ -13,7 +13,7 @@ from typing import Any
 
 from protocol.kinds import LISTING_FIELDS, NEED_FIELDS
 
-from .problems import Problem
+from .problems import Problem, json_object
 
 TIME_FIELDS = ("available_from", "available_until")
 
@@ -66,17 +66,9 @@ def number(text: str) -> int | float:
 
 def payload_from_json(kind: str, body: Any, *, partial: bool = False) -> dict[str, Any]:
     """Convert and type-check client JSON; the protocol schema does the rest."""
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    allowed = NEED_FIELDS if kind == "need" else LISTING_FIELDS
+    body = json_object(body, NEED_FIELDS if kind == "need" else LISTING_FIELDS)
     out: dict[str, Any] = {}
     for key, value in body.items():
-        if key not in allowed:
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
-                          f"{', '.join(sorted(allowed))}", field=key)
-        if value is None:
-            raise Problem(422, "invalid-field", f"{key} must not be null (omit it instead)",
-                          field=key)
         if key in TIME_FIELDS:
             value = parse_time(value, key)
         elif key == "quantity":

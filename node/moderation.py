@@ -18,10 +18,10 @@ from aiohttp import web
 from protocol import ProtocolError, parse_entry_id, parse_node_id
 
 from . import store as st
-from .api import PREFIX, json_object, json_response, protocol_problem, read_json
+from .api import PREFIX, json_response, protocol_problem, read_json
 from .app import NODE, Node, require
 from .listing import rfc3339
-from .problems import Problem
+from .problems import Problem, json_object
 from .projection import _listing_event, erase_payload
 
 log = logging.getLogger("aidmesh.moderation")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Iterable
 from typing import Any
 
 from aiohttp import web
@@ -73,3 +74,22 @@ def from_http_exception(exc: web.HTTPException) -> Problem:
     }.get(status, exc.reason or "request failed")
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
     return Problem(status, code, detail, headers=headers)
+
+
+def json_object(body: Any, allowed: Iterable[str], required: Iterable[str] = ()
+                ) -> dict[str, Any]:
+    """A JSON object with only ``allowed`` fields, none null, and every ``required`` one."""
+    if not isinstance(body, dict):
+        raise Problem(422, "invalid-body", "the body must be a JSON object")
+    allowed = sorted(allowed)
+    for key, value in body.items():
+        if key not in allowed:
+            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
+                          f"{', '.join(allowed)}", field=key)
+        if value is None:
+            raise Problem(422, "invalid-field", f"{key} must not be null (omit it instead)",
+                          field=key)
+    for key in required:
+        if key not in body:
+            raise Problem(422, "invalid-field", f"{key} is required", field=key)
+    return body
