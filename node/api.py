@@ -478,6 +478,3 @@ def add_routes(app: web.Application) -> None:
         web.get(f"{PREFIX}/tokens", list_tokens),
         web.delete(f"{PREFIX}/tokens/{{id}}", revoke_token),
     ])
-    from . import exchange_api  # imports this module: bound here, not at the top
-
-    exchange_api.add_routes(app)

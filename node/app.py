@@ -162,7 +162,7 @@ async def principal_of(request: web.Request, node: Node) -> Principal | None:
 
 def create_app(config: Config, identity: Identity) -> web.Application:
     """Build the node's app; the store opens on startup and closes on cleanup."""
-    from . import api, events_api, moderation
+    from . import api, events_api, exchange_api, moderation
     from .federation import MAX_PULL_BODY, federation_app
     from .gossip import Gossip
     from .moderation import Retention
@@ -191,9 +191,8 @@ def create_app(config: Config, identity: Identity) -> web.Application:
         await store.close()
 
     app.cleanup_ctx.append(open_node)
-    api.add_routes(app)
-    events_api.add_routes(app)
-    moderation.add_routes(app)
+    for routes in (api, exchange_api, moderation, events_api):
+        routes.add_routes(app)
     app.add_subapp("/federation/v1", federation_app())
     return app
 
