@@ -390,7 +390,7 @@ class Gossip:
                         elif author in want and want[author] >= theirs[author].seq:
                             want.pop(author)
                     writes.append(asyncio.ensure_future(self._commit(link, verified, want)))
-                    if len(writes) >= 2:
+                    if len(writes) >= 4:  # up to 4 pages queued: the writer merges them
                         stored += await writes.pop(0)
                     if bad_frame:
                         raise SyncFailed(f"peer sent a malformed entry ({bad_frame}); kept "
