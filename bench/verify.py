@@ -119,7 +119,10 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--page", type=int, default=PAGE_MAX_ENTRIES,
                     help=f"entries per verify_run page (default {PAGE_MAX_ENTRIES})")
     ap.add_argument("--repeat", type=int, default=2, help="rounds; best is kept (default 2)")
+    ap.add_argument("--quick", action="store_true", help="4,000 entries, one round")
     args = ap.parse_args(argv)
+    if args.quick:
+        args.n, args.repeat = 4_000, 1
 
     t0 = time.perf_counter()
     logs = build(args.n, args.authors)
