@@ -8,6 +8,7 @@ import re
 from pathlib import Path
 from typing import Any
 
+import h3
 import pytest
 
 from protocol import canonical, seal, sync
@@ -329,7 +330,6 @@ def test_doc_generated_block_is_current() -> None:
 
 
 def test_areas_agree_with_h3() -> None:
-    h3 = pytest.importorskip("h3")
     areas = [e["content"]["area"] for e in ALL_VALID if "area" in e["content"]]
     areas += [e["content"]["set"]["area"] for e in ALL_VALID
               if "set" in e["content"] and "area" in e["content"]["set"]]
