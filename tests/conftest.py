@@ -30,6 +30,7 @@ from typing import Any
 import pytest
 from aiohttp import ClientResponse
 from aiohttp.test_utils import TestClient
+from federation_helpers import Cluster
 from federation_helpers import wait_until as wait_for  # noqa: F401 - one polling helper for all tests
 
 from node import auth
@@ -328,3 +329,10 @@ async def expect_problem(response: ClientResponse, status: int, code: str | None
     assert_problem(response.status, body, status, code, field)
     assert response.headers["X-Request-Id"] == body["request_id"]
     return body
+
+
+@pytest.fixture
+async def cluster(tmp_path: Path):
+    """Nodes started in this test; all of them are shut down at the end."""
+    async with Cluster(tmp_path) as c:
+        yield c

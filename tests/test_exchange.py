@@ -10,11 +10,9 @@ from __future__ import annotations
 
 import asyncio
 import json
-from pathlib import Path
 from typing import Any
 
 import h3
-import pytest
 from conftest import make_log
 from federation_helpers import Cluster, FedNode, wait_until
 
@@ -32,11 +30,6 @@ OFFER = {"title": "Loaves from the bakery", "category": "food/bread", "action": 
          "area": CELL_B, "quantity": {"value": 20, "unit": "loaves"}}
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path):
-    c = Cluster(tmp_path)
-    yield c
-    await c.close()
 
 
 async def request(node: FedNode, method: str, path: str, body: Any = None,

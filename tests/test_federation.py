@@ -11,7 +11,6 @@ import time
 from pathlib import Path
 
 import aiohttp
-import pytest
 from federation_helpers import (
     Cluster,
     FedNode,
@@ -24,13 +23,6 @@ from hypothesis import strategies as hst
 
 from node.httpsig import sign_request
 from protocol import parse_node_id, verify_run
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path):
-    """Nodes started in this test; all of them are shut down at the end."""
-    async with Cluster(tmp_path) as c:
-        yield c
 
 
 async def fetch_log(node: FedNode, author: str) -> list[tuple[bytes, bytes | None]]:

@@ -15,7 +15,6 @@ import os
 import struct
 import time
 from contextlib import redirect_stdout
-from pathlib import Path
 
 import msgpack
 import pytest
@@ -42,14 +41,6 @@ from protocol import (
 from protocol.entry import MAX_HEADER_SIZE
 from protocol.identity import sha256
 from protocol.sync import Head, decode_frames, encode_frame, encode_want
-
-
-@pytest.fixture
-async def cluster(tmp_path: Path):
-    """Nodes started in this test; all of them are shut down at the end."""
-    async with Cluster(tmp_path) as c:
-        yield c
-
 
 # -- set-up ----------------------------------------------------------------------------
 

@@ -2,9 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
-import pytest
 from federation_helpers import Cluster, wait_until
 
 from node.cli import main as cli
@@ -14,10 +11,6 @@ from node.store import now_ms
 FUTURE = "2099-01-01T00:00:00Z"
 
 
-@pytest.fixture
-async def cluster(tmp_path: Path):
-    async with Cluster(tmp_path) as c:
-        yield c
 
 
 async def three(cluster: Cluster):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import json
 import re
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -65,20 +66,22 @@ def test_generator_reproduces_the_files() -> None:
             f"{name} is stale: run python tests/vectors/generate.py")
 
 
+def leaves(value: Any) -> Iterator[Any]:
+    """Every scalar inside a JSON document."""
+    if isinstance(value, dict):
+        for x in value.values():
+            yield from leaves(x)
+    elif isinstance(value, list):
+        for x in value:
+            yield from leaves(x)
+    else:
+        yield value
+
+
 def test_json_is_plain() -> None:
     """Only JSON strings, integers, arrays, objects and null: readable in any language."""
-
-    def walk(v: Any) -> None:
-        assert not isinstance(v, float)
-        if isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
     for name in FILES:
-        walk(load(name))
+        assert not any(isinstance(v, float) for v in leaves(load(name)))
 
 
 # --- identities and valid entries ---------------------------------------------------------
@@ -273,21 +276,7 @@ def _doc_section(title: str) -> str:
 
 def _json_strings() -> str:
     """Every string value of every vector file, joined (quoted hex may be a substring)."""
-    out: list[str] = []
-
-    def walk(v: Any) -> None:
-        if isinstance(v, str):
-            out.append(v)
-        elif isinstance(v, dict):
-            for x in v.values():
-                walk(x)
-        elif isinstance(v, list):
-            for x in v:
-                walk(x)
-
-    for name in FILES:
-        walk(load(name))
-    return "|".join(out)
+    return "|".join(v for name in FILES for v in leaves(load(name)) if isinstance(v, str))
 
 
 def test_doc_vectors_match_the_json() -> None:
