@@ -54,13 +54,15 @@ if __package__ in (None, ""):  # allow `python bench/api.py` without installing
 import aiohttp
 import h3
 
-from node.auth import create_token
-from node.db import connect
 from node.home import initialise
-from node.listing import payload_from_json
-from node.query import ListingQuery
-from node.query import run as run_query
-from node.store import Ledger, Store, now_ms
+from node.services.ledger import open_ledger
+from node.services.listings import payload_from_json
+from node.services.tokens import create_token
+from node.state.query import ListingQuery
+from node.state.query import run as run_query
+from node.store.db import connect
+from node.store.ledger import now_ms
+from node.store.writer import Store
 from protocol import Entry, Identity, create_entry
 from protocol.taxonomy import STARTER_TAXONOMY
 
@@ -308,7 +310,7 @@ class WriteRow:
 
 def raw_ledger(home: Path, contents: list[dict], per_txn: int) -> WriteRow:
     home.mkdir(parents=True)
-    ledger = Ledger(home / "aidmesh.db", Identity.generate())
+    ledger = open_ledger(home / "aidmesh.db", Identity.generate())
     lat: list[float] = []
     try:
         t0 = time.perf_counter()
@@ -327,7 +329,7 @@ def raw_ledger(home: Path, contents: list[dict], per_txn: int) -> WriteRow:
 
 async def store_writes(home: Path, contents: list[dict], clients: int) -> WriteRow:
     home.mkdir(parents=True)
-    store = Store(Ledger(home / "aidmesh.db", Identity.generate()))
+    store = Store(open_ledger(home / "aidmesh.db", Identity.generate()))
     await store.start()
     lat: list[float] = []
     todo = iter(contents)
@@ -456,7 +458,7 @@ def fill(home: Path, count: int, seed: int, authors: int) -> float:
     never go back, so backdated local offers are impossible.)"""
     t0 = time.perf_counter()
     done = initialise(home, name="bench node")
-    ledger = Ledger(done.config.db_path, done.identity)
+    ledger = open_ledger(done.config.db_path, done.identity)
     maker = OfferMaker(seed)
     rng = random.Random(seed + 1)
     others = [Identity.from_secret(rng.randbytes(32)) for _ in range(authors)]
@@ -600,7 +602,7 @@ def bench_search(tmp: Path, args: argparse.Namespace) -> tuple[list[QueryRow], d
     fill_s = fill(home, args.offers, args.seed, args.authors)
     db_path = home / "aidmesh.db"
     # token for the reads, straight into the store before the server starts
-    ledger = Ledger(db_path, Identity.generate())  # identity unused: no appends
+    ledger = open_ledger(db_path, Identity.generate())  # identity unused: no appends
     try:
         reader = ledger.transaction(lambda c: create_token(c, "reader", "bench", now_ms()))[1]
     finally:

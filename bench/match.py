@@ -40,8 +40,9 @@ if __package__ in (None, ""):  # allow `python bench/match.py` without installin
 
 import h3
 
-from node import exchange, projection
-from node.store import Ledger, Store
+from node.services.ledger import open_ledger
+from node.state import exchange, projection
+from node.store.writer import Store
 from protocol import Identity, create_entry
 from protocol.taxonomy import STARTER_TAXONOMY
 
@@ -83,7 +84,7 @@ def listing_row(rng: random.Random, kind: str, author: str, seq: int, **kw) -> d
 
 def build(path: Path, size: int, rng: random.Random) -> list[dict]:
     """A node database with `size` open listings; returns them as dicts for brute force."""
-    ledger = Ledger(path, Identity.generate())
+    ledger = open_ledger(path, Identity.generate())
     authors = ["am" + rng.randbytes(32).hex() for _ in range(2000)]
     rows = [listing_row(rng, "offer" if i % 2 else "need", rng.choice(authors), i + 1)
             for i in range(size)]
@@ -119,7 +120,7 @@ def fmt_us(seconds: float) -> str:
 
 
 def cost(path: Path, listings: list[dict], samples: int, rng: random.Random) -> dict:
-    ledger = Ledger(path, Identity.generate())
+    ledger = open_ledger(path, Identity.generate())
     conn = ledger.conn
     times: dict[str, list[float]] = {"need": [], "offer": []}
     brute: dict[str, list[float]] = {"need": [], "offer": []}
@@ -160,7 +161,7 @@ def cost(path: Path, listings: list[dict], samples: int, rng: random.Random) -> 
 
 async def latency(path: Path, listings: list[dict], samples: int, rng: random.Random
                   ) -> tuple[list[float], list[float]]:
-    store = Store(Ledger(path, Identity.generate()))
+    store = Store(open_ledger(path, Identity.generate()))
     await store.start()
     needs = [r for r in listings if r["kind"] == "need"]
     visible: list[float] = []

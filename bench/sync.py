@@ -20,10 +20,11 @@ import aiohttp
 from aiohttp import web
 
 from bench._common import free_port, offer_content, start_node_process
-from node.app import NODE, create_app
+from node.app import create_app
+from node.federation.httpsig import sign_request
 from node.home import initialise
-from node.httpsig import sign_request
-from node.store import Ledger
+from node.runtime import NODE
+from node.services.ledger import open_ledger
 from protocol import Identity, create_entry
 from protocol.identity import sha256
 
@@ -34,7 +35,7 @@ def build_source(home: Path, authors: int, per_author: int, puller: Identity,
     done = initialise(home, name="source")
     rng = random.Random(7)
     frames: list[tuple[bytes, bytes]] = []
-    ledger = Ledger(done.config.db_path, done.identity)
+    ledger = open_ledger(done.config.db_path, done.identity)
     try:
         idents = [Identity.from_secret(rng.randbytes(32)) for _ in range(authors)]
 
@@ -141,7 +142,7 @@ async def bench_insync(tmp: Path, logs: int) -> None:
     a_port, b_port = free_port(), free_port()
     a_done, b_done = initialise(a_home), initialise(b_home)
     rng = random.Random(logs)
-    ledger = Ledger(b_done.config.db_path, b_done.identity)
+    ledger = open_ledger(b_done.config.db_path, b_done.identity)
     try:
         # B peers with A and with a hub whose log trusts `logs` authors (2 hops from B).
         hub = Identity.from_secret(rng.randbytes(32))

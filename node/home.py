@@ -8,9 +8,10 @@ from pathlib import Path
 
 from protocol import Identity
 
-from .auth import create_token
 from .config import Config, load_config
-from .store import Ledger, now_ms
+from .services.ledger import open_ledger
+from .services.tokens import create_token
+from .store.ledger import now_ms
 
 
 class HomeError(Exception):
@@ -52,7 +53,7 @@ def initialise(home: str | Path | None = None, *, name: str | None = None) -> In
         if name:
             config.name = name
         config.config_path.write_text(config.to_toml())
-    ledger = Ledger(config.db_path, identity)
+    ledger = open_ledger(config.db_path, identity)
     try:
         token = None
         if fresh:

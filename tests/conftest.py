@@ -33,11 +33,12 @@ from aiohttp.test_utils import TestClient
 from federation_helpers import Cluster
 from federation_helpers import wait_until as wait_for  # noqa: F401 - one polling helper for all tests
 
-from node import auth
 from node.app import create_app
 from node.config import Config, load_config
 from node.home import initialise
-from node.store import Ledger, now_ms
+from node.services import tokens as auth
+from node.services.ledger import open_ledger
+from node.store.ledger import Ledger, now_ms
 from protocol import Entry, Identity, create_entry
 
 ROLES = auth.ROLES
@@ -65,7 +66,7 @@ class NodeHome:
 
     def ledger(self) -> Ledger:
         """A synchronous store on this data dir (close it when done)."""
-        return Ledger(self.config.db_path, self.identity)
+        return open_ledger(self.config.db_path, self.identity)
 
     def make_token(self, role: str, name: str | None = None) -> str:
         """A new token of ``role``, written straight to the database."""

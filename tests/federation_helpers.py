@@ -29,12 +29,14 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
-from node import auth
-from node.app import NODE, Node, create_app
+from node.app import create_app
 from node.config import Config
+from node.federation.httpsig import sign_request
 from node.home import initialise
-from node.httpsig import sign_request
-from node.store import Ledger, now_ms
+from node.runtime import NODE, Node
+from node.services import tokens as auth
+from node.services.ledger import open_ledger
+from node.store.ledger import now_ms
 from protocol import Entry, Identity, create_entry
 from protocol.sync import Head, encode_frame, encode_state, state_digest
 
@@ -204,7 +206,7 @@ class Cluster:
         done = initialise(home, name=name)
         token = done.admin_token
         if token is None:  # an existing key: no first token was made, make one
-            ledger = Ledger(done.config.db_path, done.identity)
+            ledger = open_ledger(done.config.db_path, done.identity)
             try:
                 token = ledger.transaction(
                     lambda c: auth.create_token(c, "admin", "test admin", now_ms())[1])

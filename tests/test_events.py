@@ -17,7 +17,7 @@ import pytest
 from aiohttp import ClientError, ClientResponse, web
 from conftest import NEED, OFFER, expect_problem, make_log, wait_for
 
-from node.app import NODE
+from node.runtime import NODE
 from protocol import Identity
 
 BABY_OFFER = {**OFFER, "title": "Formula, 3 tins", "category": "food/baby",
@@ -199,7 +199,7 @@ async def test_open_stream_does_not_hold_up_shutdown(make_node):
 
 
 async def test_stream_keepalive_pings(node, monkeypatch):
-    from node import events_api
+    from node.http import events as events_api
 
     monkeypatch.setattr(events_api, "PING_INTERVAL_S", 0.05)
     stream = await open_stream(node)

@@ -17,8 +17,9 @@ from conftest import make_log
 from federation_helpers import Cluster, FedNode, wait_until
 
 from node.cli import main
-from node.exchange import claim_status
-from node.store import Ledger
+from node.services.ledger import open_ledger
+from node.state.exchange import claim_status
+from node.store.ledger import Ledger
 from protocol import Identity
 
 CELL_A = h3.latlng_to_cell(52.520, 13.405, 8)
@@ -355,7 +356,7 @@ def test_fold_is_order_independent(tmp_path):
     orders = [("o", "x", "y"), ("x", "y", "o"), ("y", "o", "x"), ("x", "o", "y")]
     states = []
     for i, order in enumerate(orders):
-        ledger = Ledger(tmp_path / f"{i}.db", Identity.generate())
+        ledger = open_ledger(tmp_path / f"{i}.db", Identity.generate())
         try:
             for name in order:
                 log = logs[name]
@@ -380,8 +381,8 @@ def test_cli_claims_and_matches(make_home, capsys):
     home = make_home("owner")
     argv = ["--home", str(home.path)]
     assert main([*argv, "offer", "add", "--title", "Bread", "--category", "food/bread",
-                 "--quantity", "10 loaves", "--area", CELL_B]) == 0
-    offer = bytes.fromhex(capsys.readouterr().out.strip())
+                 "--quantity", "10 loaves", "--area", CELL_B, "--json"]) == 0
+    offer = bytes.fromhex(json.loads(capsys.readouterr().out)["id"])
     other = Identity.generate()
     log = make_log(other, [
         ("profile", {"name": "Other", "seal_key": other.seal_public()}),
@@ -396,9 +397,12 @@ def test_cli_claims_and_matches(make_home, capsys):
     assert main([*argv, "claim", "list", "--direction", "incoming"]) == 0
     out = capsys.readouterr().out
     assert first[:12] in out and second[:12] in out and "pending" in out
-    assert main([*argv, "claim", "accept", first, "--quantity", "3"]) == 0
-    assert len(capsys.readouterr().out.strip()) == 64
-    assert main([*argv, "claim", "decline", second]) == 0
+    assert "Bread" in out and "4 loaves" in out  # the listing's title, the asked quantity
+    # A unique prefix of 8+ hex digits names a claim, as in git.
+    assert main([*argv, "claim", "accept", first[:10], "--quantity", "3"]) == 0
+    out = capsys.readouterr().out
+    assert out.startswith(f"accepted claim {first[:12]}") and "3 loaves" in out
+    assert main([*argv, "claim", "decline", second, "--reason", "all gone"]) == 0
     capsys.readouterr()
     assert main([*argv, "claim", "list", "--json"]) == 0
     items = {i["id"]: i for i in map(json.loads, capsys.readouterr().out.splitlines())}

@@ -21,7 +21,7 @@ from federation_helpers import (
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as hst
 
-from node.httpsig import sign_request
+from node.federation.httpsig import sign_request
 from protocol import parse_node_id, verify_run
 
 

@@ -313,7 +313,7 @@ async def test_garbage_bodies(cluster: Cluster) -> None:
 
 
 def signed_headers(identity: Identity, url: str, body: bytes) -> dict[str, str]:
-    from node.httpsig import sign_request
+    from node.federation.httpsig import sign_request
 
     return sign_request(identity, "POST", url, body)
 

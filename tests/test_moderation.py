@@ -5,8 +5,8 @@ from __future__ import annotations
 from federation_helpers import Cluster, wait_until
 
 from node.cli import main as cli
-from node.moderation import erase_expired
-from node.store import now_ms
+from node.services.moderation import erase_expired
+from node.store.ledger import now_ms
 
 FUTURE = "2099-01-01T00:00:00Z"
 
@@ -28,7 +28,7 @@ def payload_of(node, entry_id: str) -> bytes | None:
 async def test_expired_offer_vanishes_everywhere_without_a_new_entry(cluster):
     a, b, c = await three(cluster)
     soon = now_ms() + 1500
-    from node.listing import rfc3339
+    from node.services.values import rfc3339
 
     offer = await a.create(title="soup until soon", available_until=rfc3339(soon))
     keep = await a.create(title="bread for later", available_until=FUTURE)
@@ -57,7 +57,7 @@ async def test_expired_offer_vanishes_everywhere_without_a_new_entry(cluster):
 
 async def test_retention_erases_expired_payloads_and_logs_still_verify(cluster, capsys):
     (a,) = await cluster.start(1)
-    from node.listing import rfc3339
+    from node.services.values import rfc3339
 
     old = await a.create(title="long gone", available_until=rfc3339(now_ms() + 200))
     fresh = await a.create(title="still here", available_until=FUTURE)

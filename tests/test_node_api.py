@@ -11,8 +11,8 @@ import h3
 import pytest
 from conftest import NEED, OFFER, expect_problem, make_log, next_ms
 
-from node.listing import parse_time
-from node.store import now_ms, verify_log
+from node.services.values import parse_time
+from node.store.ledger import now_ms, verify_log
 from protocol import Identity, decode, verify_run
 
 OFFERS = "/api/v1/offers"

@@ -14,9 +14,9 @@ import aiohttp
 import pytest
 from conftest import OFFER, make_log, wait_for
 
-from node import auth
 from node.cli import main
-from node.store import verify_log
+from node.services import tokens as auth
+from node.store.ledger import verify_log
 from protocol import Identity, decode, verify_run
 
 
@@ -107,9 +107,9 @@ def test_offer_add_and_list(node_home, capsys):
                          "--category", "food/bread", "--quantity", "20 loaves",
                          "--description", "Sourdough", "--area", "881f1d4811fffff",
                          "--available-until", "2099-01-01T18:00:00Z", "--tag", "vegan",
-                         "--tag", "bakery", "--language", "en")
+                         "--tag", "bakery", "--language", "en", "--json")
     assert code == 0, err
-    offer_id = out.strip()
+    offer_id = json.loads(out)["id"]
     assert len(offer_id) == 64
     run(capsys, node_home.path, "offer", "add", "--title", "Ladder", "--category",
         "tools/hand", "--action", "lend")
@@ -133,10 +133,14 @@ def test_need_add_and_list(node_home, capsys):
                          "--category", "food/baby", "--urgency", "critical",
                          "--radius-km", "5")
     assert code == 0, err
-    need_id = out.strip()
+    # A person reads what was posted: kind, short id, status, category, title.
+    assert out.startswith("posted need ") and "open" in out and "Baby formula" in out
+    need_id = out.split()[2]
+    assert len(need_id) == 12
     code, out, _ = run(capsys, node_home.path, "need", "list", "--json")
     (item,) = [json.loads(x) for x in out.strip().splitlines()]
-    assert item["id"] == need_id and item["urgency"] == "critical" and item["radius_km"] == 5
+    assert item["id"].startswith(need_id) and item["urgency"] == "critical"
+    assert item["radius_km"] == 5
     code, out, _ = run(capsys, node_home.path, "offer", "list")
     assert out == ""
 

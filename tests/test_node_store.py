@@ -8,8 +8,10 @@ import sqlite3
 import pytest
 from conftest import OFFER, expect_problem, make_log
 
-from node import db
-from node.store import Ledger, Store, StoreError, heads, verify_log
+from node.services.ledger import open_ledger
+from node.store import db
+from node.store.ledger import StoreError, heads, verify_log
+from node.store.writer import Store
 from protocol import Identity, decode, decode_header
 
 LISTING = {"title": "Bread", "category": "food", "action": "transfer"}
@@ -17,14 +19,14 @@ LISTING = {"title": "Bread", "category": "food", "action": "transfer"}
 
 @pytest.fixture
 def ledger(tmp_path):
-    led = Ledger(tmp_path / "store.db", Identity.generate())
+    led = open_ledger(tmp_path / "store.db", Identity.generate())
     yield led
     led.close()
 
 
 @pytest.fixture
 async def store(tmp_path):
-    s = Store(Ledger(tmp_path / "store.db", Identity.generate()))
+    s = Store(open_ledger(tmp_path / "store.db", Identity.generate()))
     await s.start()
     yield s
     await s.close()
@@ -51,7 +53,7 @@ def test_migrations_are_versioned_and_idempotent(ledger):
     version = ledger.conn.execute("PRAGMA user_version").fetchone()[0]
     assert version == len(db.MIGRATIONS)
     assert db.migrate(ledger.conn) == version
-    again = Ledger(ledger.path, ledger.identity)
+    again = open_ledger(ledger.path, ledger.identity)
     again.close()
     assert ledger.conn.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
     tables = {r[0] for r in ledger.conn.execute("SELECT name FROM sqlite_master")}
@@ -189,12 +191,12 @@ async def test_write_returns_only_after_commit(store):
 async def test_reopen_sees_everything(tmp_path):
     identity = Identity.generate()
     path = tmp_path / "re.db"
-    s = Store(Ledger(path, identity))
+    s = Store(open_ledger(path, identity))
     await s.start()
     await asyncio.gather(*(s.write(lambda c: s.ledger.append_local(c, "offer", LISTING))
                            for _ in range(10)))
     await s.close()
-    s2 = Store(Ledger(path, identity))
+    s2 = Store(open_ledger(path, identity))
     await s2.start()
     try:
         entry = await s2.write(lambda c: s2.ledger.append_local(c, "offer", LISTING))

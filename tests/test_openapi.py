@@ -1,4 +1,4 @@
-"""node/openapi.json documents exactly the client API routes, and the live API matches it.
+"""node/http/openapi.json documents exactly the client API routes, and the live API matches it.
 
 Covered: every route under /api/v1 plus /healthz and /metrics. Federation
 (/federation/...) is specified in docs/protocol.md instead.
@@ -19,7 +19,7 @@ from node.config import load_config
 from protocol import Identity
 from protocol.kinds import LISTING_FIELDS, NEED_FIELDS
 
-SPEC_PATH = Path(__file__).resolve().parent.parent / "node" / "openapi.json"
+SPEC_PATH = Path(__file__).resolve().parent.parent / "node" / "http" / "openapi.json"
 SPEC = json.loads(SPEC_PATH.read_text())
 METHODS = {"get", "put", "post", "delete", "options", "head", "patch", "trace"}
 
@@ -84,7 +84,7 @@ def test_documented_routes_equal_app_routes(tmp_path):
     assert ("GET", "/healthz") in routes and ("POST", "/api/v1/offers") in routes
     documented = set(operations())
     assert documented - routes == set(), "documented but not served"
-    assert routes - documented == set(), "served but not in node/openapi.json"
+    assert routes - documented == set(), "served but not in node/http/openapi.json"
 
 
 def test_documented_roles_match_handlers(tmp_path):
@@ -174,7 +174,7 @@ async def test_documented_query_parameters_are_the_accepted_ones(node, path, op_
 
 
 def check(value: Any, schema: dict[str, Any], where: str = "$") -> None:
-    """A small JSON Schema checker for the keywords node/openapi.json uses."""
+    """A small JSON Schema checker for the keywords node/http/openapi.json uses."""
     if "$ref" in schema:
         check(value, resolve(schema["$ref"]), where)
         return

@@ -172,8 +172,14 @@ def _m4_webhooks(db: sqlite_utils.Database) -> None:
         db.execute(f"ALTER TABLE webhooks ADD COLUMN {column}")
 
 
+def _m5_advertised(db: sqlite_utils.Database) -> None:
+    # The peer's last state message: how far behind we are is computed from it against our
+    # current heads, so it is never 0 while entries are missing.
+    db.execute("ALTER TABLE peer_state ADD COLUMN advertised BLOB")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1_core, _m2_federation, _m3_exchange, _m4_webhooks,
+    _m1_core, _m2_federation, _m3_exchange, _m4_webhooks, _m5_advertised,
 ]
 
 
@@ -194,3 +200,9 @@ def migrate(conn: sqlite3.Connection) -> int:
             raise
         version = number
     return version
+
+
+def events_head(conn: sqlite3.Connection) -> int:
+    """The id of the newest event ever committed (ids are never reused)."""
+    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+    return row[0] if row else 0

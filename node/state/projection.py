@@ -86,11 +86,11 @@ def _insert_listings(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> No
     conn.executemany(_INSERT_LISTING, rows)
     now = int(time.time() * 1000)
     for row in rows:
-        _listing_event(conn, row["id"], "created", row)
+        listing_event(conn, row["id"], "created", row)
         exchange.rematch(conn, row["id"], now, fresh=True)
 
 
-def _listing_event(conn: sqlite3.Connection, listing_id: str, change: str,
+def listing_event(conn: sqlite3.Connection, listing_id: str, change: str,
                    row: Any = None) -> None:
     if row is None:
         row = conn.execute("SELECT kind, author FROM listings WHERE id = ?",
@@ -125,14 +125,14 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
                      {**cols, "ts": max(ts, row["updated"]), "id": row["id"]})
         # A new quantity changes what every accept of it commits: recompute them all.
         exchange.reallocate(conn, row["id"])
-        _listing_event(conn, row["id"], "updated")
+        listing_event(conn, row["id"], "updated")
         exchange.rematch(conn, row["id"], int(time.time() * 1000))
     elif kind == "withdraw":
         row = _own_listing(conn, content["target"], author_id)
         if row is not None:
             conn.execute("UPDATE listings SET withdrawn = 1, updated = ? WHERE id = ?",
                          (max(ts, row["updated"]), row["id"]))
-            _listing_event(conn, row["id"], "withdrawn")
+            listing_event(conn, row["id"], "withdrawn")
             exchange.rematch(conn, row["id"], 0)
     elif kind == "redact":
         erase_payload(conn, content["target"], entry.author)
@@ -140,7 +140,7 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
         exchange.fold_claim(conn, entry, content, self_id)
     elif kind in ("accept", "decline", "fulfil"):
         exchange.fold_response(conn, entry, content, self_id)
-        _listing_event(conn, content["target"].hex(), kind)
+        listing_event(conn, content["target"].hex(), kind)
     elif kind in ("trust", "untrust"):
         conn.execute(
             "INSERT INTO trust_edges (author, peer, url, active, seq) VALUES (?, ?, ?, ?, ?) "
@@ -161,7 +161,7 @@ def erase_payload(conn: sqlite3.Connection, target: bytes, author: bytes) -> boo
     cur = conn.execute("UPDATE entries SET payload = NULL WHERE id = ? AND author = ?",
                        (target, author))
     if cur.rowcount:
-        _listing_event(conn, target.hex(), "erased")
+        listing_event(conn, target.hex(), "erased")
         conn.execute("DELETE FROM listings WHERE id = ?", (target.hex(),))
         conn.execute("DELETE FROM matches WHERE need = ? OR offer = ?",
                      (target.hex(), target.hex()))

@@ -12,11 +12,8 @@ import asyncio
 import contextlib
 import json
 import logging
-import random
-import sqlite3
 import time
 from collections.abc import Iterable
-from dataclasses import dataclass, field
 
 import aiohttp
 
@@ -26,7 +23,6 @@ from protocol import (
     check_signature,
     decode_fork_proof,
     decode_header,
-    verify_chain,
 )
 from protocol.sync import (
     PAGE_MAX_ENTRIES,
@@ -37,60 +33,16 @@ from protocol.sync import (
     state_digest,
 )
 
-from . import store as st
+from ..services import replication
+from ..store.ledger import IngestResult, now_ms
 from .httpsig import sign_request
-from .trust import Peer, direct_peers, scope
+from .link import PeerLink, SyncFailed, describe, http_error
+from .verify import group, verify_groups
 
 log = logging.getLogger("aidmesh.gossip")
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5, sock_read=10)
-BACKOFF_START_S = 2.0
-BACKOFF_CAP_S = 300.0
 MAX_WANT_PER_PULL = 2000
 SAVE_EVERY_S = 10.0
-
-
-class SyncFailed(Exception):
-    pass
-
-
-@dataclass
-class PeerLink:
-    peer: Peer
-    wake: asyncio.Event = field(default_factory=asyncio.Event)
-    task: asyncio.Task | None = None
-    failures: int = 0
-    digest: str | None = None  # ETag of the peer's state we are fully in sync with
-    last_success: int | None = None
-    last_error: str | None = None
-    last_error_at: int | None = None
-    bytes_in: int = 0
-    bytes_out: int = 0
-    entries_in: int = 0
-    behind: int | None = None
-    syncing: bool = False
-    saved_at: float = 0.0  # monotonic time of the last save to peer_state
-
-    def delay(self, interval: float) -> float:
-        if self.failures:
-            base = min(BACKOFF_CAP_S, BACKOFF_START_S * 2 ** (self.failures - 1))
-        else:
-            base = interval
-        return base * random.uniform(0.8, 1.2)
-
-    def as_json(self) -> dict:
-        return {
-            "id": "am" + self.peer.id.hex(),
-            "url": self.peer.url,
-            "last_success": self.last_success,
-            "last_error": self.last_error,
-            "last_error_at": self.last_error_at,
-            "entries_behind": self.behind,
-            "entries_in": self.entries_in,
-            "bytes_in": self.bytes_in,
-            "bytes_out": self.bytes_out,
-            "failures": self.failures,
-            "syncing": self.syncing,
-        }
 
 
 class Gossip:
@@ -127,7 +79,7 @@ class Gossip:
     async def refresh(self) -> None:
         """Start or stop peer tasks to match the trust entries in our own log."""
         peers = await self.node.store.read(
-            lambda c: direct_peers(c, self.node.identity.public))
+            lambda c: replication.direct_peers(c, self.node.identity.public))
         wanted = {p.id: p for p in peers}
         for pid in list(self.links):
             if pid not in wanted:
@@ -214,13 +166,13 @@ class Gossip:
             try:
                 await self.sync_once(link)
                 link.failures = 0
-                link.last_success = st.now_ms()
+                link.last_success = now_ms()
             except asyncio.CancelledError:
                 raise
             except Exception as exc:  # noqa: BLE001 - any failure backs off this peer only
                 link.failures += 1
-                link.last_error = _describe(exc)
-                link.last_error_at = st.now_ms()
+                link.last_error = describe(exc)
+                link.last_error_at = now_ms()
                 log.warning(json.dumps({"event": "sync-failed", "peer": "am" + link.peer.id.hex(),
                                         "error": link.last_error, "failures": link.failures}))
             finally:
@@ -248,13 +200,14 @@ class Gossip:
             body = await resp.read()
             link.bytes_in += len(body)
             if resp.status != 200:
-                raise SyncFailed(f"state: HTTP {resp.status}: {body[:200]!r}")
+                raise SyncFailed(http_error("state", resp.status, body))
+            link.advertised = body
         theirs, forks = decode_state(body)
         await self._take_forks(forks)
         stored = 0
-        me = self.node.identity.public
-        for _ in range(self.node.config.hops + 1):
-            want = await self.node.store.read(lambda c: self._want(c, theirs, me))
+        me, hops = self.node.identity.public, self.node.config.hops
+        for _ in range(hops + 1):
+            want = await self.node.store.read(lambda c: replication.want(c, theirs, me, hops))
             if not want:
                 break
             got, complete = await self._pull(link, want, theirs)
@@ -263,32 +216,17 @@ class Gossip:
                 break
         else:
             complete = True
-        suspects = await self.node.store.read(lambda c: self._suspects(c, theirs, me))
+        suspects = await self.node.store.read(lambda c: replication.suspects(c, theirs, me, hops))
         if suspects:
             await self._probe_forks(link, suspects)
-        remaining = await self.node.store.read(lambda c: self._want(c, theirs, me))
+        remaining = await self.node.store.read(lambda c: replication.want(c, theirs, me, hops))
         link.behind = sum(theirs[a].seq - after for a, after in remaining.items())
         if not remaining:
             link.digest = '"' + state_digest(body).hex() + '"'
         return stored
 
-    def _want(self, conn: sqlite3.Connection, theirs: dict[bytes, Head], me: bytes
-              ) -> dict[bytes, int]:
-        authors = scope(conn, me, self.node.config.hops)
-        ours = st.heads(conn)
-        frozen = {r[0] for r in conn.execute("SELECT author FROM forks")}
-        want = {}
-        for author, head in theirs.items():
-            if author not in authors or author in frozen or author == me:
-                continue
-            have = ours[author].seq if author in ours else 0
-            if head.seq > have:
-                want[author] = have
-        return want
-
     async def _take_forks(self, proofs: Iterable[bytes]) -> None:
-        known = await self.node.store.read(
-            lambda c: {r[0] for r in c.execute("SELECT author FROM forks")})
+        known = set(await self.node.store.read(replication.frozen))
         for raw in proofs:
             try:
                 proof = decode_fork_proof(raw)
@@ -297,37 +235,10 @@ class Gossip:
                 continue
             if proof.author in known:
                 continue
-            await self.node.store.write(lambda c, p=proof: self._record_fork(c, p))
+            await self.node.store.write(lambda c, p=proof: replication.take_fork(
+                self.node.store.ledger, c, p.author, p.seq, p.encode()))
             known.add(proof.author)
             log.warning(json.dumps({"event": "fork", "detail": proof.describe()}))
-
-    def _record_fork(self, conn: sqlite3.Connection, proof) -> None:
-        # Mark the change inside the write so the commit bumps the store version: the
-        # cached /state (which serves fork proofs) is rebuilt and peers are notified.
-        if st.record_fork(conn, proof.author, proof.seq, proof.encode()):
-            self.node.store.ledger.changed = True
-
-    def _suspects(self, conn: sqlite3.Connection, theirs: dict[bytes, Head], me: bytes
-                  ) -> dict[bytes, int]:
-        """Logs where the peer may hold another version than ours: author -> the seq to
-        compare (the highest seq both hold). Either the peer's head sits at or below ours
-        with another id, or a pull could not continue our head (its run did not link)."""
-        authors = scope(conn, me, self.node.config.hops)
-        ours = st.heads(conn)
-        frozen = {r[0] for r in conn.execute("SELECT author FROM forks")}
-        out = {}
-        for author, head in theirs.items():
-            mine = ours.get(author)
-            if mine is None or author not in authors or author in frozen or author == me:
-                continue
-            if head.seq > mine.seq:
-                out[author] = mine.seq
-            else:
-                row = conn.execute("SELECT id FROM entries WHERE author = ? AND seq = ?",
-                                   (author, head.seq)).fetchone()
-                if row is not None and row[0] != head.id:
-                    out[author] = head.seq
-        return out
 
     async def _probe_forks(self, link: PeerLink, suspects: dict[bytes, int]) -> None:
         """Fetch the peer's entry at each suspect seq; one signed entry that differs from
@@ -370,16 +281,15 @@ class Gossip:
         while want:
             batch = dict(sorted(want.items())[:MAX_WANT_PER_PULL])
             # The newest verified entry per author: the next page must continue it.
-            tails = await self.node.store.read(
-                lambda c, b=batch: {a: st.head_entry(c, a) for a in b})
+            tails = await self.node.store.read(lambda c, b=batch: replication.tails(c, b))
             served: list[bytes] = []
             writes: list[asyncio.Future[int]] = []
             try:
                 async for frames in self._stream(link, batch):
-                    groups, bad_frame = _group(frames)
+                    groups, bad_frame = group(frames)
                     served.extend(a for a in groups if a not in served)
                     verified = await loop.run_in_executor(
-                        None, _verify_groups, groups, dict(tails))
+                        None, verify_groups, groups, dict(tails))
                     for author, (entries, error) in verified.items():
                         if entries:
                             tails[author] = entries[-1]
@@ -421,7 +331,7 @@ class Gossip:
                        error: str) -> None:
         """Reject that author's remainder for this round; other authors go on."""
         link.last_error = f"am{author.hex()}: {error}"
-        link.last_error_at = st.now_ms()
+        link.last_error_at = now_ms()
         want.pop(author, None)
         log.warning(json.dumps({"event": "rejected", "peer": "am" + link.peer.id.hex(),
                                 "author": "am" + author.hex(), "error": error}))
@@ -431,7 +341,7 @@ class Gossip:
         async with self._request(link, "POST", "/pull", encode_want(want)) as resp:
             if resp.status != 200:
                 text = await resp.read()
-                raise SyncFailed(f"pull: HTTP {resp.status}: {text[:200]!r}")
+                raise SyncFailed(http_error("pull", resp.status, text))
             decoder = FrameDecoder()
             frames: list[tuple[bytes, bytes | None]] = []
             async for chunk in resp.content.iter_chunked(256 * 1024):
@@ -448,19 +358,8 @@ class Gossip:
                       verified: dict[bytes, tuple[list[Entry], str | None]],
                       want: dict[bytes, int]) -> int:
         """Store one verified page in one transaction; returns entries stored."""
-        ledger = self.node.store.ledger
-
-        def ingest_all(conn: sqlite3.Connection) -> dict[bytes, st.IngestResult | str]:
-            results: dict[bytes, st.IngestResult | str] = {}
-            for author, (entries, _) in verified.items():
-                if entries:
-                    try:
-                        results[author] = ledger.ingest(conn, author, entries)
-                    except st.StoreError as exc:
-                        results[author] = exc.detail
-            return results
-
-        results = await self.node.store.write(ingest_all)
+        results: dict[bytes, IngestResult | str] = await self.node.store.write(
+            lambda c: replication.ingest(self.node.store.ledger, c, verified))
         stored = 0
         for author, result in results.items():
             if isinstance(result, str):
@@ -476,75 +375,14 @@ class Gossip:
         """Persist progress for `aidmesh peer list`; at most every SAVE_EVERY_S per peer,
         since every round would otherwise cost a durable commit (the API reads live)."""
         now = time.monotonic()
-        if not force and not link.failures and now - link.saved_at < SAVE_EVERY_S:
+        fresh = link.advertised is not link.saved_advertised
+        if not (force or fresh or link.failures) and now - link.saved_at < SAVE_EVERY_S:
             return
         link.saved_at = now
-
-        def save(conn: sqlite3.Connection) -> None:
-            conn.execute(
-                "INSERT INTO peer_state (peer, last_success, last_error, last_error_at, "
-                "bytes_in, bytes_out, entries_in, behind) VALUES (?, ?, ?, ?, ?, ?, ?, ?) "
-                "ON CONFLICT (peer) DO UPDATE SET last_success = excluded.last_success, "
-                "last_error = excluded.last_error, last_error_at = excluded.last_error_at, "
-                "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, "
-                "entries_in = excluded.entries_in, behind = excluded.behind",
-                (link.peer.id, link.last_success, link.last_error, link.last_error_at,
-                 link.bytes_in, link.bytes_out, link.entries_in, link.behind))
-
+        progress = link.as_json()
+        advertised = link.saved_advertised = link.advertised
         try:
-            await self.node.store.write(save)
+            await self.node.store.write(
+                lambda c: replication.save_progress(c, link.peer.id, progress, advertised))
         except Exception:  # noqa: BLE001 - progress bookkeeping must not kill the loop
             log.exception("could not save peer progress")
-
-
-def _group(frames: list[tuple[bytes, bytes | None]]
-           ) -> tuple[dict[bytes, list[tuple[Entry, bytes | None]]], str | None]:
-    """Decode each header once and group frames by author, in stream order.
-
-    A frame whose header does not even decode ends the page there: without a valid
-    header we cannot tell whose log it belongs to, so nothing after it is trusted.
-    """
-    groups: dict[bytes, list[tuple[Entry, bytes | None]]] = {}
-    for raw, payload in frames:
-        try:
-            entry = decode_header(raw)
-        except ProtocolError as exc:
-            return groups, f"{exc.code}: {exc.detail}"
-        groups.setdefault(entry.header.author, []).append((entry, payload))
-    return groups, None
-
-
-def _verify_groups(groups: dict[bytes, list[tuple[Entry, bytes | None]]],
-                   previous: dict[bytes, Entry | None]
-                   ) -> dict[bytes, tuple[list[Entry], str | None]]:
-    """Verify each author's run; on failure keep the valid prefix and report the rest."""
-    now = st.now_ms()
-    out: dict[bytes, tuple[list[Entry], str | None]] = {}
-    for author, items in groups.items():
-        prev = previous.get(author)
-        if prev is not None:  # skip what we already hold (a concurrent pull stored it)
-            items = [(e, p) for e, p in items if e.seq > prev.seq]
-            if not items:
-                continue
-        entries, payloads = [e for e, _ in items], [p for _, p in items]
-        try:
-            out[author] = (verify_chain(entries, payloads, previous=prev, now_ms=now), None)
-            continue
-        except ProtocolError as exc:
-            first_error = f"{exc.code}: {exc.detail}"
-        good: list[Entry] = []
-        for entry, payload in items:  # one signature per entry keeps the honest prefix
-            try:
-                good.extend(verify_chain([entry], [payload], now_ms=now,
-                                         previous=good[-1] if good else prev))
-            except ProtocolError as exc:
-                first_error = f"{exc.code}: {exc.detail}"
-                break
-        out[author] = (good, first_error)
-    return out
-
-
-def _describe(exc: BaseException) -> str:
-    if isinstance(exc, asyncio.TimeoutError):
-        return "timed out"
-    return f"{type(exc).__name__}: {exc}"[:500]

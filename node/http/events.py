@@ -16,11 +16,11 @@ from dataclasses import dataclass, field
 from aiohttp import web
 from aiohttp_sse import EventSourceResponse
 
-from . import events, webhooks
-from . import store as st
-from .api import PREFIX, check_params, json_response, read_json
-from .app import NODE, REQUEST_ID, require
-from .problems import Problem, json_object
+from ..runtime import NODE, REQUEST_ID, require
+from ..services import events, webhooks
+from ..store.ledger import now_ms
+from .problems import Problem
+from .request import PREFIX, check_params, json_response, read_json
 
 PING_INTERVAL_S = 15.0
 SEND_TIMEOUT_S = 30.0  # a client that stops reading for this long is dropped
@@ -77,7 +77,7 @@ async def stream(request: web.Request) -> web.StreamResponse:
     try:
         async with resp:
             while not streams.stopping and resp.is_connected():
-                now = st.now_ms()
+                now = now_ms()
                 scanned, items = await node.store.read(
                     lambda c, a=after, n=now: events.page(c, a, BATCH, n, types))
                 for item in items:
@@ -109,13 +109,8 @@ async def _stop_streams(app: web.Application) -> None:
 @require("admin")
 async def create_webhook(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    body = json_object(await read_json(request), ("types", "url"))
-    try:
-        url = webhooks.check_url(body.get("url"))
-        types = webhooks.check_types(body.get("types"))
-        hook, secret = await node.store.write(lambda c: webhooks.create(c, url, types))
-    except webhooks.WebhookError as exc:
-        raise Problem(422, "invalid-field", exc.detail, field=exc.field) from None
+    body = await read_json(request)
+    hook, secret = await node.store.write(lambda c: webhooks.create(c, body))
     if node.webhooks is not None:
         await node.webhooks.refresh()
     return json_response({**hook, "secret": secret}, status=201,
@@ -132,8 +127,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
 async def delete_webhook(request: web.Request) -> web.Response:
     node = request.app[NODE]
     hook_id = request.match_info["id"]
-    if not await node.store.write(lambda c: webhooks.delete(c, hook_id)):
-        raise Problem(404, "not-found", f"no webhook with id {hook_id!r}")
+    await node.store.write(lambda c: webhooks.delete(c, hook_id))
     if node.webhooks is not None:
         await node.webhooks.refresh()
     return web.Response(status=204)

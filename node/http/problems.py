@@ -1,13 +1,30 @@
-"""RFC 9457 problem details: every client or peer error is one of these, never a trace."""
+"""RFC 9457 problem details: every client or peer error is one of these, never a trace.
+
+The one place where the service layer's typed errors, protocol errors and store refusals
+become HTTP statuses.
+"""
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterable
+import re
 from typing import Any
 
 from aiohttp import web
 
+from protocol import ProtocolError
+
+from ..services.errors import (
+    BadParameter,
+    Conflict,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+)
+from ..store.ledger import StoreError
+
+_FIELD_RE = re.compile(r"field '([^']+)'")
 PROBLEM_TYPE = "urn:aidmesh:problem:"
 TITLES = {
     400: "Bad request",
@@ -22,6 +39,9 @@ TITLES = {
     429: "Too many requests",
     500: "Internal error",
     503: "Unavailable",
+}
+STATUS: dict[type[ServiceError], int] = {
+    BadParameter: 400, Forbidden: 403, NotFound: 404, Conflict: 409, Invalid: 422,
 }
 
 
@@ -52,6 +72,20 @@ class Problem(Exception):
         return out
 
 
+def from_error(exc: Exception) -> Problem | None:
+    """The problem for a refusal raised below the HTTP layer; None for anything else."""
+    if isinstance(exc, ServiceError):
+        return Problem(STATUS[type(exc)], exc.code, exc.detail, field=exc.field, **exc.extra)
+    if isinstance(exc, ProtocolError):
+        # Fields are named as the client sent them (an update's sit under 'set').
+        m = _FIELD_RE.search(exc.detail)
+        field = m.group(1).removeprefix("set.") if m else None
+        return Problem(422, exc.code, exc.detail, field=field)
+    if isinstance(exc, StoreError):
+        return Problem(409, exc.code, exc.detail)
+    return None
+
+
 def problem_response(problem: Problem, instance: str, request_id: str = "") -> web.Response:
     body = problem.as_dict(instance)
     if request_id:
@@ -74,22 +108,3 @@ def from_http_exception(exc: web.HTTPException) -> Problem:
     }.get(status, exc.reason or "request failed")
     headers = {k: v for k, v in exc.headers.items() if k.lower() in ("allow", "retry-after")}
     return Problem(status, code, detail, headers=headers)
-
-
-def json_object(body: Any, allowed: Iterable[str], required: Iterable[str] = ()
-                ) -> dict[str, Any]:
-    """A JSON object with only ``allowed`` fields, none null, and every ``required`` one."""
-    if not isinstance(body, dict):
-        raise Problem(422, "invalid-body", "the body must be a JSON object")
-    allowed = sorted(allowed)
-    for key, value in body.items():
-        if key not in allowed:
-            raise Problem(422, "unknown-field", f"unknown field {key!r}; allowed: "
-                          f"{', '.join(allowed)}", field=key)
-        if value is None:
-            raise Problem(422, "invalid-field", f"{key} must not be null (omit it instead)",
-                          field=key)
-    for key in required:
-        if key not in body:
-            raise Problem(422, "invalid-field", f"{key} is required", field=key)
-    return body

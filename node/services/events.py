@@ -1,22 +1,16 @@
-"""The event journal: what happened, in commit order, for SSE replay and webhooks.
-
-Events are written in the same transaction as the state change they describe, so a
-client resuming with Last-Event-ID never misses one and never sees one that rolled back.
-"""
+"""The event journal as clients see it: SSE streams and webhook deliveries read pages."""
 
 from __future__ import annotations
 
 import json
 import sqlite3
-import time
 from typing import Any
 
-EVENT_TYPES = ("listing", "match", "claim")
+from ..state.events import EVENT_TYPES
+from .listings import to_json
+from .values import rfc3339
 
-
-def emit(conn: sqlite3.Connection, type_: str, data: dict[str, Any]) -> None:
-    conn.execute("INSERT INTO events (type, data, created) VALUES (?, ?, ?)",
-                 (type_, json.dumps(data, separators=(",", ":")), int(time.time() * 1000)))
+__all__ = ["EVENT_TYPES", "page"]
 
 
 def page(conn: sqlite3.Connection, after: int, limit: int, now: int,
@@ -29,8 +23,6 @@ def page(conn: sqlite3.Connection, after: int, limit: int, now: int,
     ``listing``: the listing as GET /api/v1/offers/{id} shows it *now* (null once it is
     erased, hidden by moderation or its origin blocked).
     """
-    from .listing import rfc3339, to_json
-
     rows = conn.execute("SELECT id, type, data, created FROM events WHERE id > ? ORDER BY id "
                         "LIMIT ?", (after, limit)).fetchall()
     if not rows:
@@ -48,9 +40,3 @@ def page(conn: sqlite3.Connection, after: int, limit: int, now: int,
             if e["type"] == "listing":
                 e["data"]["listing"] = listings.get(e["data"]["id"])
     return rows[-1]["id"], out
-
-
-def head(conn: sqlite3.Connection) -> int:
-    """The id of the newest event ever committed (ids are never reused)."""
-    row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
-    return row[0] if row else 0

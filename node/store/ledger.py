@@ -1,21 +1,18 @@
-"""The node's store: one SQLite file, one writer, reads off the event loop.
+"""The ledger: appends and ingests signed entries in one SQLite file.
 
-`Ledger` is the synchronous core (used as-is by the CLI); `Store` wraps it for asyncio
-with a single writer task that group-commits concurrent writes in one durable
-transaction, each write in its own savepoint so one failure never undoes another.
+Synchronous, so the CLI and the async writer (writer.py) share it. What is folded from
+the entries (listings, claims, matches) is not the store's business: the state layer
+hands its fold in as `Fold`, so the store never imports the layers above it.
 """
 
 from __future__ import annotations
 
-import asyncio
 import sqlite3
-import threading
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from protocol import (
     Entry,
@@ -29,12 +26,9 @@ from protocol import (
 from protocol.identity import node_id
 from protocol.sync import Head
 
-from . import projection
 from .db import connect, migrate
-from .events import head as events_head
 
 T = TypeVar("T")
-MAX_GROUP_COMMIT = 256
 
 
 class StoreError(Exception):
@@ -57,12 +51,25 @@ class IngestResult:
     fork: bytes | None = None  # encoded fork proof, if this batch revealed one
 
 
+class Fold(Protocol):
+    """What the state layer folds from entries as they are stored (node.state.projection)."""
+
+    def apply(self, conn: sqlite3.Connection, entry: Entry, content: Any,
+              self_author: bytes) -> None: ...
+
+    def apply_many(self, conn: sqlite3.Connection, entries: list[Entry],
+                   self_author: bytes) -> None: ...
+
+    def rebuild(self, conn: sqlite3.Connection, self_author: bytes) -> int: ...
+
+
 class Ledger:
     """Synchronous operations on the store; every write runs inside `transaction`."""
 
-    def __init__(self, path: Path, identity: Identity) -> None:
+    def __init__(self, path: Path, identity: Identity, fold: Fold) -> None:
         self.path = Path(path)
         self.identity = identity
+        self.fold = fold
         self.conn = connect(self.path)
         migrate(self.conn)
         # Set by any write that stores entries or fork proofs; the async Store turns it
@@ -102,7 +109,7 @@ class Ledger:
         entry = create_entry(self.identity, kind, content, previous=previous,
                              timestamp=timestamp)
         _insert(conn, [entry])
-        projection.apply(conn, entry, content, me)
+        self.fold.apply(conn, entry, content, me)
         self.changed = True
         return entry
 
@@ -142,12 +149,12 @@ class Ledger:
             fresh.append(entry)
         if fresh:
             _insert(conn, fresh)
-            projection.apply_many(conn, fresh, self.identity.public)
+            self.fold.apply_many(conn, fresh, self.identity.public)
             self.changed = True
         return IngestResult(len(fresh), dups, fork)
 
     def rebuild(self) -> int:
-        return self.transaction(lambda c: projection.rebuild(c, self.identity.public))
+        return self.transaction(lambda c: self.fold.rebuild(c, self.identity.public))
 
 
 def _insert(conn: sqlite3.Connection, entries: list[Entry]) -> None:
@@ -224,142 +231,3 @@ def verify_log(conn: sqlite3.Connection, author: bytes) -> tuple[int, str | None
         checked += len(run)
         previous = run[-1]
     return checked, None
-
-
-# -- asyncio wrapper -------------------------------------------------------------------
-
-
-class Store:
-    """Async facade: one writer task with group commit, reads in a small thread pool."""
-
-    def __init__(self, ledger: Ledger) -> None:
-        self.ledger = ledger
-        self._writer = ThreadPoolExecutor(1, thread_name_prefix="aidmesh-writer")
-        self._readers = ThreadPoolExecutor(2, thread_name_prefix="aidmesh-reader")
-        self._local = threading.local()
-        self._read_conns: list[sqlite3.Connection] = []
-        self._queue: asyncio.Queue[tuple[Callable[[sqlite3.Connection], Any],
-                                         asyncio.Future[Any]]] = asyncio.Queue()
-        self._task: asyncio.Task[None] | None = None
-        # Bumped after each commit that stored entries or forks; callbacks run then.
-        self.version = 0
-        self.on_change: list[Callable[[], None]] = []
-        # Id of the newest committed event (events table); listeners (SSE streams, webhook
-        # deliveries) wait on `wait_events` and are woken after any commit that wrote one.
-        self.events_seq = events_head(ledger.conn)
-        self._events_seq_written = self.events_seq
-        self._events_waker = asyncio.Event()
-        self.closing = False
-
-    @property
-    def identity(self) -> Identity:
-        return self.ledger.identity
-
-    async def start(self) -> None:
-        self._task = asyncio.create_task(self._write_loop(), name="aidmesh-writer")
-
-    async def wait_events(self, after: int, timeout: float | None = None) -> bool:
-        """Wait until an event with id > ``after`` is committed: True, or False on timeout
-        or when the store is closing (or `wake_listeners` was called)."""
-        if self.events_seq > after:
-            return True
-        if self.closing:
-            return False
-        waker = self._events_waker
-        try:
-            await asyncio.wait_for(waker.wait(), timeout)
-        except TimeoutError:
-            return False
-        return self.events_seq > after
-
-    def wake_listeners(self) -> None:
-        """Wake every `wait_events` caller now (a new event, or shutting down)."""
-        waker, self._events_waker = self._events_waker, asyncio.Event()
-        waker.set()
-
-    async def close(self) -> None:
-        self.closing = True
-        self.wake_listeners()
-        if self._task:
-            self._task.cancel()
-            try:
-                await self._task
-            except asyncio.CancelledError:
-                pass
-        self._writer.shutdown(wait=True)
-        self._readers.shutdown(wait=True)
-        for conn in self._read_conns:
-            conn.close()
-        self.ledger.close()
-
-    async def write(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        """Run ``fn`` in the writer's transaction; returns once it is committed to disk."""
-        future: asyncio.Future[T] = asyncio.get_running_loop().create_future()
-        await self._queue.put((fn, future))
-        return await future
-
-    async def read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        return await asyncio.get_running_loop().run_in_executor(self._readers, self._read, fn)
-
-    def _read(self, fn: Callable[[sqlite3.Connection], T]) -> T:
-        conn = getattr(self._local, "conn", None)
-        if conn is None:
-            conn = connect(self.ledger.path)
-            self._local.conn = conn
-            self._read_conns.append(conn)
-        return fn(conn)
-
-    async def _write_loop(self) -> None:
-        loop = asyncio.get_running_loop()
-        while True:
-            batch = [await self._queue.get()]
-            while not self._queue.empty() and len(batch) < MAX_GROUP_COMMIT:
-                batch.append(self._queue.get_nowait())
-            try:
-                results = await loop.run_in_executor(self._writer, self._run_batch, batch)
-            except BaseException as exc:  # the commit itself failed: nothing is durable
-                for _, fut in batch:
-                    if not fut.done():
-                        fut.set_exception(exc if isinstance(exc, Exception)
-                                          else RuntimeError("writer stopped"))
-                if isinstance(exc, asyncio.CancelledError):
-                    raise
-                continue
-            for (_, fut), (ok, value) in zip(batch, results, strict=True):
-                if fut.done():
-                    continue
-                if ok:
-                    fut.set_result(value)
-                else:
-                    fut.set_exception(value)
-            if self._events_seq_written > self.events_seq:
-                self.events_seq = self._events_seq_written
-                self.wake_listeners()
-            if self.ledger.changed:
-                self.ledger.changed = False
-                self.version += 1
-                for hook in self.on_change:
-                    hook()
-
-    def _run_batch(self, batch: list[tuple[Callable[[sqlite3.Connection], Any], Any]]
-                   ) -> list[tuple[bool, Any]]:
-        conn = self.ledger.conn
-        results: list[tuple[bool, Any]] = []
-        conn.execute("BEGIN IMMEDIATE")
-        try:
-            for fn, _ in batch:
-                conn.execute("SAVEPOINT job")
-                try:
-                    results.append((True, fn(conn)))
-                    conn.execute("RELEASE job")
-                except Exception as exc:  # noqa: BLE001 - handed to the caller's future
-                    conn.execute("ROLLBACK TO job")
-                    conn.execute("RELEASE job")
-                    results.append((False, exc))
-            conn.execute("COMMIT")
-        except BaseException:
-            if conn.in_transaction:
-                conn.execute("ROLLBACK")
-            raise
-        self._events_seq_written = events_head(conn)
-        return results

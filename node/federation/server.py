@@ -9,27 +9,21 @@ POST /notify  "I have new entries": the caller is pulled from promptly.
 from __future__ import annotations
 
 import asyncio
-import sqlite3
 import time
 from dataclasses import dataclass, field
 
-import msgpack
 from aiohttp import web
 
 from protocol import ProtocolError
 from protocol.sync import (
-    PAGE_MAX_BYTES,
-    PAGE_MAX_ENTRIES,
-    Head,
     decode_want,
-    encode_state,
     state_digest,
 )
 
-from .app import NODE, Node, require
+from ..http.problems import Problem
+from ..runtime import NODE, Node, require
+from ..services import replication
 from .httpsig import NonceCache, SignatureProblem, caller_of, verify_request
-from .problems import Problem
-from .trust import scope
 
 PREFIX = "/federation/v1"
 FRAMES_TYPE = "application/x-aidmesh-frames"
@@ -116,62 +110,19 @@ async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse
         bucket.active -= 1
 
 
-def _served_authors(conn: sqlite3.Connection, node: Node) -> set[bytes]:
-    return scope(conn, node.identity.public, node.config.hops)
-
-
 @require(None)
 async def get_state(request: web.Request) -> web.Response:
     node: Node = request.config_dict[NODE]
     fed = request.config_dict[FED]
     version = node.store.version
     if fed.state is None or fed.state[0] != version:
-        def build(conn: sqlite3.Connection) -> bytes:
-            authors = _served_authors(conn, node)
-            rows = conn.execute("SELECT author, seq, id FROM heads").fetchall()
-            heads = {r["author"]: Head(r["seq"], r["id"]) for r in rows
-                     if r["author"] in authors}
-            forks = [r["proof"] for r in conn.execute("SELECT author, proof FROM forks")
-                     if r["author"] in authors]
-            return encode_state(heads, forks)
-
-        body = await node.store.read(build)
+        me, hops = node.identity.public, node.config.hops
+        body = await node.store.read(lambda c: replication.served_state(c, me, hops))
         fed.state = (version, body, '"' + state_digest(body).hex() + '"')
     _, body, etag = fed.state
     if request.headers.get("If-None-Match") == etag:
         return web.Response(status=304, headers={"ETag": etag})
     return web.Response(body=body, content_type=STATE_TYPE, headers={"ETag": etag})
-
-
-@dataclass
-class _Cursor:
-    """Where a pull response stands: index into the wanted authors, last seq sent."""
-
-    authors: list[tuple[bytes, int, int]]  # (author, after, last seq we may serve)
-    index: int = 0
-
-
-def _next_page(conn: sqlite3.Connection, cur: _Cursor) -> tuple[bytes, int]:
-    """One page: at most PAGE_MAX_ENTRIES entries and PAGE_MAX_BYTES bytes of frames."""
-    frames: list[bytes] = []
-    size = 0
-    while cur.index < len(cur.authors):
-        author, after, last = cur.authors[cur.index]
-        rows = conn.execute(
-            "SELECT seq, raw, payload FROM entries WHERE author = ? AND seq > ? AND seq <= ? "
-            "ORDER BY seq LIMIT ?", (author, after, last, PAGE_MAX_ENTRIES - len(frames)))
-        for row in rows:
-            frame = msgpack.packb([row["raw"], row["payload"]], use_bin_type=True)
-            if frames and size + len(frame) > PAGE_MAX_BYTES:
-                return b"".join(frames), len(frames)
-            frames.append(frame)
-            size += len(frame)
-            after = row["seq"]
-            cur.authors[cur.index] = (author, after, last)
-        if len(frames) >= PAGE_MAX_ENTRIES:
-            break
-        cur.index += 1
-    return b"".join(frames), len(frames)
 
 
 @require(None)
@@ -183,20 +134,14 @@ async def pull(request: web.Request) -> web.StreamResponse:
     except ProtocolError as exc:
         raise Problem(400, exc.code, exc.detail) from None
 
-    def plan(conn: sqlite3.Connection) -> _Cursor:
-        authors = _served_authors(conn, node)
-        frozen = {r["author"]: r["seq"] for r in conn.execute("SELECT author, seq FROM forks")}
-        # A forked log is served only below the fork point: it is frozen there.
-        return _Cursor([(a, want[a], frozen.get(a, 2**62) - 1)
-                        for a in sorted(want) if a in authors])
-
-    cursor = await node.store.read(plan)
+    me, hops = node.identity.public, node.config.hops
+    cursor = await node.store.read(lambda c: replication.plan_pull(c, me, hops, want))
     response = web.StreamResponse(headers={"Content-Type": FRAMES_TYPE})
     sent = 0
     try:
         await response.prepare(request)
         for _ in range(PULL_MAX_PAGES):
-            page, count = await node.store.read(lambda c: _next_page(c, cursor))
+            page, count = await node.store.read(lambda c: replication.next_page(c, cursor))
             if not count:
                 break
             await response.write(page)

@@ -18,7 +18,7 @@ from protocol import Entry, decode
 from protocol.identity import node_id
 from protocol.taxonomy import category_matches
 
-from .db import _dist_km
+from ..store.db import _dist_km
 from .events import emit
 
 DEFAULT_RADIUS_KM = 10

@@ -12,12 +12,10 @@ import secrets
 import sqlite3
 from dataclasses import dataclass
 
+from .errors import Invalid, NotFound
+
 ROLES = ("reader", "coordinator", "admin")
 _RANK = {role: i for i, role in enumerate(ROLES)}
-
-
-class TokenError(Exception):
-    pass
 
 
 @dataclass(frozen=True)
@@ -40,9 +38,10 @@ def _hash(secret: str) -> bytes:
 def create_token(conn: sqlite3.Connection, role: str, name: str, now: int) -> tuple[str, str]:
     """Store a new token; returns (token id, full token). The full token is never stored."""
     if role not in ROLES:
-        raise TokenError(f"role must be one of {', '.join(ROLES)}, got {role!r}")
-    if not name or len(name) > 100:
-        raise TokenError("a token name is 1 to 100 characters")
+        raise Invalid("invalid-field", f"role must be one of {', '.join(ROLES)}",
+                      field="role")
+    if not isinstance(name, str) or not 1 <= len(name) <= 100:
+        raise Invalid("invalid-field", "name is 1 to 100 characters", field="name")
     token_id = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     conn.execute("INSERT INTO tokens (id, name, role, hash, created) VALUES (?, ?, ?, ?, ?)",
@@ -69,7 +68,9 @@ def list_tokens(conn: sqlite3.Connection) -> list[dict]:
         "SELECT id, name, role, created, revoked FROM tokens ORDER BY created, id")]
 
 
-def revoke_token(conn: sqlite3.Connection, token_id: str, now: int) -> bool:
+def revoke_token(conn: sqlite3.Connection, token_id: str, now: int) -> None:
     cur = conn.execute("UPDATE tokens SET revoked = ? WHERE id = ? AND revoked IS NULL",
                        (now, token_id))
-    return cur.rowcount > 0
+    if cur.rowcount == 0:
+        raise NotFound("not-found", f"no active token with id {token_id[:80]!r}; "
+                       "'aidmesh token list' shows them")

@@ -1,0 +1,54 @@
+"""Verifying pulled pages off the event loop: one signature per run, honest prefixes kept."""
+
+from __future__ import annotations
+
+from protocol import Entry, ProtocolError, decode_header, verify_chain
+
+from ..store.ledger import now_ms
+
+
+def group(frames: list[tuple[bytes, bytes | None]]
+           ) -> tuple[dict[bytes, list[tuple[Entry, bytes | None]]], str | None]:
+    """Decode each header once and group frames by author, in stream order.
+
+    A frame whose header does not even decode ends the page there: without a valid
+    header we cannot tell whose log it belongs to, so nothing after it is trusted.
+    """
+    groups: dict[bytes, list[tuple[Entry, bytes | None]]] = {}
+    for raw, payload in frames:
+        try:
+            entry = decode_header(raw)
+        except ProtocolError as exc:
+            return groups, f"{exc.code}: {exc.detail}"
+        groups.setdefault(entry.header.author, []).append((entry, payload))
+    return groups, None
+
+
+def verify_groups(groups: dict[bytes, list[tuple[Entry, bytes | None]]],
+                   previous: dict[bytes, Entry | None]
+                   ) -> dict[bytes, tuple[list[Entry], str | None]]:
+    """Verify each author's run; on failure keep the valid prefix and report the rest."""
+    now = now_ms()
+    out: dict[bytes, tuple[list[Entry], str | None]] = {}
+    for author, items in groups.items():
+        prev = previous.get(author)
+        if prev is not None:  # skip what we already hold (a concurrent pull stored it)
+            items = [(e, p) for e, p in items if e.seq > prev.seq]
+            if not items:
+                continue
+        entries, payloads = [e for e, _ in items], [p for _, p in items]
+        try:
+            out[author] = (verify_chain(entries, payloads, previous=prev, now_ms=now), None)
+            continue
+        except ProtocolError as exc:
+            first_error = f"{exc.code}: {exc.detail}"
+        good: list[Entry] = []
+        for entry, payload in items:  # one signature per entry keeps the honest prefix
+            try:
+                good.extend(verify_chain([entry], [payload], now_ms=now,
+                                         previous=good[-1] if good else prev))
+            except ProtocolError as exc:
+                first_error = f"{exc.code}: {exc.detail}"
+                break
+        out[author] = (good, first_error)
+    return out

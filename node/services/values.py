@@ -1,0 +1,83 @@
+"""How values look at the edges (JSON, forms, the command line) and in payloads.
+
+Times are RFC 3339 at the edge and ms in payloads; quantities are numbers at the edge and
+canonical decimal strings in payloads. Every check raises `Invalid` naming the field.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from .errors import Invalid
+
+
+def rfc3339(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    dt = datetime.fromtimestamp(ms / 1000, tz=UTC)
+    return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
+
+
+def parse_time(value: Any, field: str) -> int:
+    if not isinstance(value, str):
+        raise Invalid("invalid-field", f"{field} must be an RFC 3339 time string like "
+                      "'2026-11-21T18:00:00Z'", field=field)
+    try:
+        dt = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
+    except ValueError:
+        raise Invalid("invalid-field", f"{field} is not an RFC 3339 time: {value[:40]!r}",
+                      field=field) from None
+    if dt.tzinfo is None:
+        raise Invalid("invalid-field", f"{field} needs a time zone offset, e.g. 'Z'",
+                      field=field)
+    return int(dt.timestamp() * 1000)
+
+
+def decimal_text(value: Any, field: str) -> str:
+    """JSON number (or numeric string) to the canonical decimal string of the protocol."""
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise Invalid("invalid-field", f"{field} must be a number", field=field)
+    try:
+        d = Decimal(str(value))
+    except InvalidOperation:
+        raise Invalid("invalid-field", f"{field} must be a number", field=field) from None
+    if not d.is_finite():
+        raise Invalid("invalid-field", f"{field} must be a finite number", field=field)
+    if d <= 0:
+        raise Invalid("invalid-field", f"{field} must be greater than zero", field=field)
+    if d != d.quantize(Decimal("0.001")) or d >= Decimal(10) ** 12:
+        raise Invalid("invalid-field", f"{field} allows at most 3 decimals and 12 digits",
+                      field=field)
+    return format(d.normalize(), "f")
+
+
+def number(text: str) -> int | float:
+    d = Decimal(text)
+    return int(d) if d == d.to_integral_value() else float(d)
+
+
+def json_object(body: Any, allowed: Iterable[str], required: Iterable[str] = ()
+                ) -> dict[str, Any]:
+    """A JSON object with only ``allowed`` fields, none null, and every ``required`` one."""
+    if not isinstance(body, dict):
+        raise Invalid("invalid-body", "the body must be a JSON object")
+    allowed = sorted(allowed)
+    for key, value in body.items():
+        if key not in allowed:
+            raise Invalid("unknown-field", f"unknown field {key!r}; allowed: "
+                          f"{', '.join(allowed)}", field=key)
+        if value is None:
+            raise Invalid("invalid-field", f"{key} must not be null (omit it instead)",
+                          field=key)
+    for key in required:
+        if key not in body:
+            raise Invalid("invalid-field", f"{key} is required", field=key)
+    return body
+
+
+def optional_object(body: Any, allowed: Iterable[str]) -> dict[str, Any]:
+    """Like `json_object`, for actions whose body may be absent."""
+    return {} if body is None else json_object(body, allowed)
