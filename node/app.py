@@ -26,16 +26,21 @@ from .workers.retention import Retention
 from .workers.webhooks import Webhooks
 
 
-def create_app(config: Config, identity: Identity) -> web.Application:
-    """Build the node's app; the store opens on startup and closes on cleanup."""
+def create_app(config: Config, identity: Identity, *, lock: RunLock | None = None
+               ) -> web.Application:
+    """Build the node's app; the store opens on startup and closes on cleanup.
+
+    The data dir's run lock is taken on startup unless the caller already holds it
+    (``lock``, as `aidmesh run` does before it touches the data dir)."""
     # The client API enforces config.max_body_bytes itself; federation pulls may be 1 MiB.
     app = web.Application(client_max_size=max(config.max_body_bytes, MAX_PULL_BODY),
                           middlewares=[request_context, authenticate])
 
     async def open_node(app: web.Application) -> Any:
         config.home.mkdir(parents=True, exist_ok=True)
-        lock = RunLock(config.home)
-        lock.acquire()  # before the store opens: a second node on this dir stops here
+        held = lock or RunLock(config.home)
+        if lock is None:
+            held.acquire()  # before the store opens: a second node on this dir stops here
         store = Store(open_ledger(config.db_path, identity))
         await store.start()
         node = Node(config=config, identity=identity, store=store, metrics=Metrics())
@@ -52,7 +57,7 @@ def create_app(config: Config, identity: Identity) -> web.Application:
         await retention.stop()
         await node.gossip.stop()
         await store.close()
-        lock.release()
+        held.release()
 
     app.cleanup_ctx.append(open_node)
     for routes in (node_routes, listings, exchange, admin, moderation, events):

@@ -52,7 +52,7 @@ def build_parser() -> argparse.ArgumentParser:
                 cmd.cmd_run)
     p.add_argument("--host", help="address to listen on (default 127.0.0.1)")
     p.add_argument("--port", type=int, help="port (default 8080)")
-    command(sub, "status", "node id, counts, forks", cmd.cmd_status)
+    command(sub, "status", "node id, name, data dir, counts, peers, forks", cmd.cmd_status)
 
     for kind in ("offer", "need"):
         ksub = group(kind, f"post, list, show or withdraw {kind}s")
@@ -80,10 +80,10 @@ def build_parser() -> argparse.ArgumentParser:
                         choices=["open", "committed", "fulfilled", "expired", "withdrawn",
                                  "all"])
         ls.add_argument("--limit", type=int, default=50)
-        for name, func, text in (("show", cmd.cmd_listing_show, "show one"),
-                                 ("withdraw", cmd.cmd_listing_withdraw, "withdraw one of "
-                                  "this node's")):
-            a = command(ksub, name, f"{text} {kind}", func(kind), json_out=True)
+        for name, func, text in (("show", cmd.cmd_listing_show, f"show one {kind}"),
+                                 ("withdraw", cmd.cmd_listing_withdraw,
+                                  f"withdraw one of this node's {kind}s")):
+            a = command(ksub, name, text, func(kind), json_out=True)
             a.add_argument("id", help="its id, or the first 8+ hex digits of it")
 
     tsub = group("token", "client API tokens")

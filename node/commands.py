@@ -23,6 +23,7 @@ from .services import claims, ids, listings, matches, peers, status, tokens
 from .services.ledger import open_ledger
 from .state.query import ListingQuery
 from .store.ledger import Ledger, now_ms
+from .store.lock import RunLock
 
 T = TypeVar("T")
 
@@ -85,6 +86,10 @@ def cmd_run(args: argparse.Namespace) -> None:
 
     from .app import create_app
 
+    config = load_config(args.home)
+    config.home.mkdir(parents=True, exist_ok=True)
+    lock = RunLock(config.home)
+    lock.acquire()  # before anything touches the data dir a running node may hold
     done = initialise(args.home)
     config = done.config
     if args.host:
@@ -96,10 +101,12 @@ def cmd_run(args: argparse.Namespace) -> None:
     if done.admin_token:
         print(f"new node in {config.home.resolve()}; admin token (shown once):", flush=True)
         print(done.admin_token, flush=True)
+    base = f"http://{config.host}:{config.port}"
     print(f"aidmesh {__version__} node {done.identity.node_id}", flush=True)
-    print(f"serving on http://{config.host}:{config.port}/api/v1 (Ctrl-C stops)", flush=True)
-    web.run_app(create_app(config, done.identity), host=config.host, port=config.port,
-                print=None, access_log=None)
+    print(f"node URL (give it to peers): {base}", flush=True)
+    print(f"serving on {base}/api/v1 (Ctrl-C stops)", flush=True)
+    web.run_app(create_app(config, done.identity, lock=lock), host=config.host,
+                port=config.port, print=None, access_log=None)
 
 
 def cmd_status(args: argparse.Namespace) -> None:
@@ -236,7 +243,7 @@ def cmd_claim_respond(action: str) -> Callable[[argparse.Namespace], None]:
             return _titled(c, [claims.get_claim(c, ledger, claim_id, False)])[0]
 
         item = _write(args, act)
-        me = item["owner"] if action != "fulfil" else ""
+        me = _read(args, lambda ledger, c: ledger.identity.node_id)
         done = {"accept": "accepted", "decline": "declined", "fulfil": "recorded hand-over of"}
         _emit(args, [item], lambda i: f"{done[action]} claim {claim_line(i, me)}")
 

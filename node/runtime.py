@@ -40,7 +40,7 @@ class TokenCache:
     """Checked tokens, so each request does not cost a database read.
 
     Cleared on every revocation: through the API at once, through the CLI (another
-    process) as soon as the store notices its commit (Store.on_foreign_commit).
+    process) as soon as the store notices its commit (Store.on_foreign).
     """
 
     _entries: dict[str, Principal | None] = field(default_factory=dict)

@@ -357,3 +357,73 @@ async def test_run_serves_a_fresh_node_and_stops_cleanly(tmp_path, capsys):
         errors.close()
     code, out, _ = run(capsys, home, "offer", "list")
     assert code == 0 and offer_id[:12] in out
+
+
+# -- the CLI a person expects ----------------------------------------------------------------
+
+
+def test_home_may_come_after_the_command(tmp_path, capsys):
+    home = tmp_path / "late"
+    assert main(["init", "--home", str(home), "--name", "Late Home"]) == 0
+    capsys.readouterr()
+    assert main(["status", "--home", str(home)]) == 0
+    assert "Late Home" in capsys.readouterr().out
+
+
+def test_ids_by_unique_prefix_and_a_clear_word_when_ambiguous(node_home, capsys, monkeypatch):
+    from node.services import ids
+
+    made = []
+    for i in range(17):  # 17 ids over 16 leading digits: two must share the first one
+        code, out, err = run(capsys, node_home.path, "offer", "add", "--title", f"Item {i}",
+                             "--category", "tools/hand", "--json")
+        made.append(json.loads(out)["id"])
+    first = made[0]
+    code, out, err = run(capsys, node_home.path, "offer", "show", first[:8])
+    assert code == 0 and out.startswith(first[:12]) and "Item 0" in out
+    code, out, err = run(capsys, node_home.path, "offer", "withdraw", first[:9].upper())
+    assert code == 0 and "withdrawn" in out
+    code, _, err = run(capsys, node_home.path, "offer", "show", first[:7])
+    one_line_error(code, err, "at least 8")
+    code, _, err = run(capsys, node_home.path, "claim", "accept", first[:8])
+    one_line_error(code, err, "no claim")
+    # Two ids sharing a prefix: the error lists them, nothing is written.
+    digit = next(d for d in "0123456789abcdef" if sum(m.startswith(d) for m in made) > 1)
+    monkeypatch.setattr(ids, "MIN_PREFIX", 1)
+    count = node_home.entry_count()
+    code, _, err = run(capsys, node_home.path, "offer", "withdraw", digit)
+    one_line_error(code, err, "matches several", "give more digits")
+    assert sum(m[:16] in err for m in made if m.startswith(digit)) >= 2
+    assert node_home.entry_count() == count
+
+
+@pytest.mark.parametrize("url,words", [
+    ("http://127.0.0.1:8080/api/v1", ["base URL", "'http://127.0.0.1:8080'"]),
+    ("http://127.0.0.1:8080/federation/v1/", ["base URL"]),
+    ("ftp://127.0.0.1", ["http://"]),
+    ("http://u:p@127.0.0.1", ["credentials"]),
+])
+def test_peer_add_wants_the_base_url(node_home, capsys, url, words):
+    peer = Identity.generate().node_id
+    count = node_home.entry_count()
+    code, _, err = run(capsys, node_home.path, "peer", "add", peer, url)
+    one_line_error(code, err, *words)
+    assert node_home.entry_count() == count
+
+
+def test_peer_list_shows_only_a_current_error_in_words(node_home, capsys):
+    peer = Identity.generate()
+    code, *_ = run(capsys, node_home.path, "peer", "add", peer.node_id, "http://127.0.0.1:9")
+    assert code == 0
+    db = sqlite3.connect(node_home.config.db_path)
+    db.execute("INSERT INTO peer_state (peer, last_success, last_error, last_error_at) "
+               "VALUES (?, 2000, 'state: the peer answered HTTP 503: busy', 1000)",
+               (peer.public,))
+    db.commit()
+    code, out, _ = run(capsys, node_home.path, "peer", "list")
+    assert code == 0 and "last error" not in out  # older than the last success
+    db.execute("UPDATE peer_state SET last_error_at = 3000")
+    db.commit()
+    code, out, _ = run(capsys, node_home.path, "peer", "list")
+    assert "last error 1970-01-01T00:00:03.000Z: state: the peer answered HTTP 503: busy" in out
+    db.close()

@@ -20,7 +20,7 @@ from .request import PREFIX, check_params, int_param, json_response
 @require(None)
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    await node.store.read(lambda c: c.execute("SELECT 1").fetchone())
+    await node.store.read(status.ping)
     return json_response({"status": "ok", "node": node.identity.node_id})
 
 

@@ -15,6 +15,11 @@ from ..store.ledger import Ledger, entry_rows, heads, verify_log
 from .errors import Conflict
 
 
+def ping(conn: sqlite3.Connection) -> None:
+    """A read that proves the database answers (for /healthz)."""
+    conn.execute("SELECT 1").fetchone()
+
+
 def counts(conn: sqlite3.Connection) -> dict[str, int]:
     return dict(conn.execute(
         "SELECT (SELECT count(*) FROM listings WHERE kind = 'offer') AS offers, "

@@ -18,7 +18,7 @@ from protocol import Entry, decode
 from protocol.identity import node_id
 from protocol.taxonomy import category_matches
 
-from ..store.db import _dist_km
+from ..store.db import dist_km
 from .events import emit
 
 DEFAULT_RADIUS_KM = 10
@@ -196,7 +196,7 @@ def _fits(need: sqlite3.Row, offer: sqlite3.Row) -> tuple[bool, float | None]:
         return False, None
     distance = None
     if need["lat"] is not None and offer["lat"] is not None:
-        distance = _dist_km(need["lat"], need["lng"], offer["lat"], offer["lng"])
+        distance = dist_km(need["lat"], need["lng"], offer["lat"], offer["lng"])
         radius = need["radius_km"] if need["radius_km"] is not None else DEFAULT_RADIUS_KM
         if distance > radius:
             return False, None

@@ -14,7 +14,7 @@ from pathlib import Path
 import sqlite_utils
 
 
-def _dist_km(lat1: float | None, lng1: float | None, lat2: float, lng2: float) -> float | None:
+def dist_km(lat1: float | None, lng1: float | None, lat2: float, lng2: float) -> float | None:
     if lat1 is None or lng1 is None:
         return None
     p1, p2 = math.radians(lat1), math.radians(lat2)
@@ -36,7 +36,7 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     conn.execute("PRAGMA foreign_keys = ON")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: random-key indexes stay in memory
     conn.execute("PRAGMA wal_autocheckpoint = 8192")  # fewer, larger checkpoints in bulk sync
-    conn.create_function("dist_km", 4, _dist_km, deterministic=True)
+    conn.create_function("dist_km", 4, dist_km, deterministic=True)
     return conn
 
 

@@ -29,8 +29,8 @@ class RunLock:
             holder = os.read(fd, 64).decode(errors="replace").strip() or "unknown"
             os.close(fd)
             raise LockedError(f"another aidmesh node (pid {holder}) is running on "
-                              f"{self.path.parent}; stop it first, or give this one its own "
-                              "data dir with --home") from None
+                              f"{self.path.parent.resolve()}; stop it first, or give this "
+                              "one its own data dir with --home") from None
         os.ftruncate(fd, 0)
         os.write(fd, str(os.getpid()).encode())
         self._fd = fd
