@@ -4,11 +4,11 @@
 
 For each size N (open listings, half offers and half needs, spread over a region about
 the size of Germany across the 32 starter categories, 2,000 authors):
-  cost     time of node.exchange.rematch for one new need and one new offer (the listing
+  cost     time of node.state.matching.rematch for one new need and one new offer (the listing
            row is inserted first, outside the timing, then rolled back), against a
            brute-force baseline measured in the same run: a Python scan over *all*
            listings, already in memory as dicts, applying the same fit rules
-           (exchange._fits). Both must find the same matches (checked every sample).
+           (matching.fits). Both must find the same matches (checked every sample).
            A second baseline, "scan from SQLite", also reads the listings' match columns
            from the database for each new listing (a matcher with no index at all).
   latency  entry arrival -> match visible: a fitting offer from a new author is ingested
@@ -41,7 +41,7 @@ if __package__ in (None, ""):  # allow `python bench/match.py` without installin
 import h3
 
 from node.services.ledger import open_ledger
-from node.state import exchange, projection
+from node.state import matching, projection
 from node.store.writer import Store
 from protocol import Identity, create_entry
 from protocol.taxonomy import STARTER_TAXONOMY
@@ -104,7 +104,7 @@ def brute_force(listings: list[dict], new: dict) -> dict[tuple[str, str], float 
         if c["kind"] != other or c["withdrawn"]:
             continue
         need, offer = (new, c) if new["kind"] == "need" else (c, new)
-        ok, distance = exchange._fits(need, offer)
+        ok, distance = matching.fits(need, offer)
         if ok:
             found[(need["id"], offer["id"])] = distance
     return found
@@ -135,7 +135,7 @@ def cost(path: Path, listings: list[dict], samples: int, rng: random.Random) -> 
             try:
                 conn.execute(projection._INSERT_LISTING, row)
                 t0 = time.perf_counter()
-                exchange.rematch(conn, row["id"], NOW)
+                matching.rematch(conn, row["id"], NOW)
                 times[kind].append(time.perf_counter() - t0)
                 got = {(r[0], r[1]) for r in conn.execute(
                     "SELECT need, offer FROM matches WHERE need = ? OR offer = ?",

@@ -17,7 +17,7 @@ import h3
 from protocol import Entry, decode, decode_header
 from protocol.identity import node_id
 
-from . import exchange
+from . import exchange, matching
 from .events import emit
 
 LISTING_KINDS = ("offer", "need")
@@ -87,7 +87,7 @@ def _insert_listings(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> No
     now = int(time.time() * 1000)
     for row in rows:
         listing_event(conn, row["id"], "created", row)
-        exchange.rematch(conn, row["id"], now, fresh=True)
+        matching.rematch(conn, row["id"], now, fresh=True)
 
 
 def listing_event(conn: sqlite3.Connection, listing_id: str, change: str,
@@ -126,14 +126,14 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
         # A new quantity changes what every accept of it commits: recompute them all.
         exchange.reallocate(conn, row["id"])
         listing_event(conn, row["id"], "updated")
-        exchange.rematch(conn, row["id"], int(time.time() * 1000))
+        matching.rematch(conn, row["id"], int(time.time() * 1000))
     elif kind == "withdraw":
         row = _own_listing(conn, content["target"], author_id)
         if row is not None:
             conn.execute("UPDATE listings SET withdrawn = 1, updated = ? WHERE id = ?",
                          (max(ts, row["updated"]), row["id"]))
             listing_event(conn, row["id"], "withdrawn")
-            exchange.rematch(conn, row["id"], 0)
+            matching.rematch(conn, row["id"], 0)
     elif kind == "redact":
         erase_payload(conn, content["target"], entry.author)
     elif kind == "claim":
