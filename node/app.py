@@ -20,6 +20,7 @@ from .http import node as node_routes
 from .http.middleware import authenticate, request_context
 from .runtime import NODE, Metrics, Node
 from .services.ledger import open_ledger
+from .store.files import private_database, private_dir
 from .store.lock import RunLock
 from .store.writer import Store
 from .workers.retention import Retention
@@ -37,10 +38,11 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
                           middlewares=[request_context, authenticate])
 
     async def open_node(app: web.Application) -> Any:
-        config.home.mkdir(parents=True, exist_ok=True)
+        private_dir(config.home)
         held = lock or RunLock(config.home)
         if lock is None:
             held.acquire()  # before the store opens: a second node on this dir stops here
+        private_database(config.db_path)
         store = Store(open_ledger(config.db_path, identity))
         await store.start()
         node = Node(config=config, identity=identity, store=store, metrics=Metrics())

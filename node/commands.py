@@ -22,6 +22,7 @@ from .home import initialise, load_identity
 from .services import claims, ids, listings, matches, peers, status, tokens
 from .services.ledger import open_ledger
 from .state.query import ListingQuery
+from .store.files import private_dir
 from .store.ledger import Ledger, now_ms
 from .store.lock import RunLock
 
@@ -87,7 +88,7 @@ def cmd_run(args: argparse.Namespace) -> None:
     from .app import create_app
 
     config = load_config(args.home)
-    config.home.mkdir(parents=True, exist_ok=True)
+    private_dir(config.home)
     lock = RunLock(config.home)
     lock.acquire()  # before anything touches the data dir a running node may hold
     done = initialise(args.home)

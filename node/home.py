@@ -11,6 +11,7 @@ from protocol import Identity
 from .config import Config, load_config
 from .services.ledger import open_ledger
 from .services.tokens import create_token
+from .store.files import private_database, private_dir, private_file
 from .store.ledger import now_ms
 
 
@@ -40,7 +41,7 @@ def load_identity(config: Config) -> Identity:
 def initialise(home: str | Path | None = None, *, name: str | None = None) -> Initialised:
     """Create key, config and database if absent; a first admin token on first creation."""
     config = load_config(home)
-    config.home.mkdir(parents=True, exist_ok=True)
+    private_dir(config.home)
     fresh = not config.key_path.exists()
     if fresh:
         identity = Identity.generate()
@@ -52,7 +53,10 @@ def initialise(home: str | Path | None = None, *, name: str | None = None) -> In
     if not config.config_path.exists():
         if name:
             config.name = name
+        private_file(config.config_path)
         config.config_path.write_text(config.to_toml())
+    private_file(config.config_path)  # also tightens one written by an older version
+    private_database(config.db_path)
     ledger = open_ledger(config.db_path, identity)
     try:
         token = None

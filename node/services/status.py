@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..store.files import private_file
 from ..store.ledger import Ledger, entry_rows, heads, verify_log
 from .errors import Conflict
 
@@ -72,6 +73,7 @@ def backup(conn: sqlite3.Connection, target: Path) -> None:
     """Online backup (safe while the node runs) to a new file."""
     if target.exists():
         raise Conflict("exists", f"{target} exists; choose a new file name")
+    private_file(target)  # a backup holds the same secrets as the database
     dest = sqlite3.connect(target)
     try:
         with dest:
