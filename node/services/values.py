@@ -48,7 +48,8 @@ def decimal_text(value: Any, field: str) -> str:
         raise Invalid("invalid-field", f"{field} must be a finite number", field=field)
     if d <= 0:
         raise Invalid("invalid-field", f"{field} must be greater than zero", field=field)
-    if d != d.quantize(Decimal("0.001")) or d >= Decimal(10) ** 12:
+    # Magnitude first: quantizing 1e25 to 0.001 overflows the decimal context.
+    if d >= Decimal(10) ** 12 or d != d.quantize(Decimal("0.001")):
         raise Invalid("invalid-field", f"{field} allows at most 3 decimals and 12 digits",
                       field=field)
     return format(d.normalize(), "f")
