@@ -15,6 +15,7 @@ from protocol import Entry, ProtocolError, parse_node_id
 from ..store.ledger import Ledger
 from . import replication
 from .errors import Invalid, NotFound
+from .urls import check_http_url
 from .values import rfc3339
 
 _NOT_BASE = ("/api/v1", "/federation/v1")
@@ -23,19 +24,11 @@ _NOT_BASE = ("/api/v1", "/federation/v1")
 def check_url(url: Any) -> str:
     """A peer's base URL (the one `aidmesh run` prints, without /api/v1)."""
     hint = "give the peer's base URL, e.g. http://10.0.0.5:8080"
-    if not isinstance(url, str) or not url:
-        raise Invalid("invalid-field", f"url is required; {hint}", field="url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise Invalid("invalid-field", f"url is not a valid URL; {hint}", field="url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid("invalid-field", f"url must start with http:// or https:// and name a "
-                      f"host; {hint}", field="url")
-    if parts.username or parts.password or parts.query or parts.fragment:
-        raise Invalid("invalid-field", f"url must not carry credentials, a query or a "
-                      f"fragment; {hint}", field="url")
+    check_http_url(url, hint)
+    parts = urlsplit(url)
+    if parts.query or parts.fragment:
+        raise Invalid("invalid-field", f"url must not carry a query or a fragment; {hint}",
+                      field="url")
     path = parts.path.rstrip("/")
     for suffix in _NOT_BASE:
         if path.endswith(suffix) or suffix + "/" in parts.path:

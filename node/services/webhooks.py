@@ -14,36 +14,19 @@ import hmac
 import secrets
 import sqlite3
 from typing import Any
-from urllib.parse import urlsplit
 
 from ..state import events
 from ..store.db import events_head
 from ..store.ledger import now_ms
 from .errors import Invalid, NotFound
+from .urls import check_http_url
 from .values import json_object, rfc3339
 
-MAX_URL_LENGTH = 2048
 MAX_WEBHOOKS = 100
 
 
 def check_url(url: Any) -> str:
-    if not isinstance(url, str) or not url:
-        raise Invalid("invalid-field", "url must be an http:// or https:// URL", field="url")
-    if len(url) > MAX_URL_LENGTH:
-        raise Invalid("invalid-field", f"url is longer than {MAX_URL_LENGTH} characters",
-                      field="url")
-    try:
-        parts = urlsplit(url)
-        parts.port  # noqa: B018 - raises ValueError on a bad port
-    except ValueError:
-        raise Invalid("invalid-field", "url is not a valid URL", field="url") from None
-    if parts.scheme not in ("http", "https") or not parts.hostname:
-        raise Invalid("invalid-field", "url must be an http:// or https:// URL with a host",
-                      field="url")
-    if parts.username or parts.password:
-        raise Invalid("invalid-field", "url must not carry credentials; verify the signature "
-                      "instead", field="url")
-    return url
+    return check_http_url(url, "give the receiver's URL, e.g. https://example.org/hook")
 
 
 def check_types(types: Any) -> list[str] | None:
