@@ -8,6 +8,7 @@ one readable line per item, or one JSON object per line with --json.
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import logging
 import sqlite3
@@ -83,9 +84,8 @@ def cmd_init(args: argparse.Namespace) -> None:
 
 
 def cmd_run(args: argparse.Namespace) -> None:
-    from aiohttp import web
-
     from .app import create_app
+    from .serve import Limits, serve
 
     config = load_config(args.home)
     private_dir(config.home)
@@ -105,9 +105,9 @@ def cmd_run(args: argparse.Namespace) -> None:
     base = f"http://{config.host}:{config.port}"
     print(f"aidmesh {__version__} node {done.identity.node_id}", flush=True)
     print(f"node URL (give it to peers): {base}", flush=True)
-    print(f"serving on {base}/api/v1 (Ctrl-C stops)", flush=True)
-    web.run_app(create_app(config, done.identity, lock=lock), host=config.host,
-                port=config.port, print=None, access_log=None)
+    app = create_app(config, done.identity, lock=lock)
+    asyncio.run(serve(app, config.host, config.port, Limits.of(config), ready=lambda: print(
+        f"serving on {base}/api/v1 (Ctrl-C stops)", flush=True)))
 
 
 def cmd_status(args: argparse.Namespace) -> None:

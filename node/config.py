@@ -30,6 +30,13 @@ class Config:
     # Public base URL peers use to reach this node (announced in trust entries).
     public_url: str = ""
     max_body_bytes: int = 256 * 1024
+    # The edge (node/serve.py): whole request headers within this many seconds of
+    # connecting or of the last response (also the idle keep-alive timeout); request
+    # bodies within body_timeout_s; connection caps in all and per client address.
+    header_timeout_s: float = 5.0
+    body_timeout_s: float = 10.0
+    max_connections: int = 768
+    max_connections_per_address: int = 64
     page_size: int = 50
     max_page_size: int = 200
     # Federation: replicate authors within this many trust hops.
@@ -109,4 +116,8 @@ def load_config(home: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"port must be 1-65535, got {cfg.port}")
     if cfg.hops < 0:
         raise ConfigError("hops must be 0 or more")
+    if min(cfg.header_timeout_s, cfg.body_timeout_s) <= 0 or min(
+            cfg.max_connections, cfg.max_connections_per_address) < 1:
+        raise ConfigError("header_timeout_s and body_timeout_s must be above 0, "
+                          "max_connections and max_connections_per_address at least 1")
     return cfg

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Callable
 from typing import Any, TypeVar
@@ -21,8 +22,19 @@ async def read_json(request: web.Request) -> Any:
                       "send the body as JSON with 'Content-Type: application/json'")
     # The app's client_max_size is raised for federation pulls; the client API's own,
     # smaller limit is enforced here.
-    limit = request.app[NODE].config.max_body_bytes
-    if (request.content_length or 0) > limit or len(raw := await request.read()) > limit:
+    config = request.app[NODE].config
+    limit = config.max_body_bytes
+    if (request.content_length or 0) > limit:
+        raise Problem(413, "body-too-large", f"request body is larger than the limit of "
+                      f"{limit} bytes")
+    try:
+        # A body that trickles in or never ends must not hold the connection.
+        async with asyncio.timeout(config.body_timeout_s):
+            raw = await request.read()
+    except TimeoutError:
+        raise Problem(408, "body-timeout", f"the request body did not arrive within "
+                      f"{config.body_timeout_s:g} s", headers={"Connection": "close"}) from None
+    if len(raw) > limit:
         raise Problem(413, "body-too-large", f"request body is larger than the limit of "
                       f"{limit} bytes")
     try:
