@@ -25,4 +25,4 @@ test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed
-	for b in verify api sync match; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
+	for b in verify api sync match edge; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
