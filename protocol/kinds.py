@@ -21,7 +21,12 @@ URGENCIES = ("low", "normal", "high", "critical")
 KIND_RE = re.compile(r"^[a-z][a-z0-9_.-]{0,31}\Z")
 DECIMAL_RE = re.compile(r"^(0|[1-9][0-9]{0,11})(\.[0-9]{0,2}[1-9])?\Z")
 LANGUAGE_RE = re.compile(r"^[a-z]{2,3}(-[A-Za-z0-9]{1,8}){0,3}\Z")
-URL_RE = re.compile(r"^https?://[^\s/?#]+(/[^\s]*)?\Z")
+# The whitespace a `url` may not contain, as an explicit code-point list (spec §9.1): regex
+# engines disagree about `\s`, and two implementations must agree on every signed entry.
+WHITESPACE = ("\t\n\x0b\x0c\r\x1c\x1d\x1e\x1f \x85\xa0\u1680\u2000\u2001\u2002\u2003\u2004"
+              "\u2005\u2006\u2007\u2008\u2009\u200a\u2028\u2029\u202f\u205f\u3000")
+_WS = re.escape(WHITESPACE)
+URL_RE = re.compile(rf"^https?://[^/?#{_WS}]+(/[^{_WS}]*)?\Z")
 MAX_SEALED = 4096
 MAX_TIME_MS = 2**53 - 1
 

@@ -269,3 +269,16 @@ def test_pentagons_and_their_deleted_subsequence(res):
             assert not ours_valid(bad)
         for child in list(h3.cell_to_children(p, min(res + 1, 15)))[:7]:
             agree(child)
+
+
+@pytest.mark.parametrize("char,allowed", [
+    ("\u001c", False), ("\u001f", False), ("\u0085", False), ("\u00a0", False),
+    ("\u3000", False), ("\t", False), ("\ufeff", True), ("\u200b", True), ("é", True),
+])
+def test_url_whitespace_is_the_spec_list_not_a_regex_engine_guess(char, allowed):
+    """§9.1 names the whitespace code points; U+FEFF and U+200B are not among them."""
+    from protocol.kinds import URL_RE, WHITESPACE
+
+    assert set(WHITESPACE) == {chr(i) for i in range(0x110000) if chr(i).isspace()}
+    for url in (f"http://host{char}.org/", f"http://host.org/a{char}b"):
+        assert bool(URL_RE.match(url)) is allowed, repr(url)
