@@ -43,7 +43,7 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
         if lock is None:
             held.acquire()  # before the store opens: a second node on this dir stops here
         private_database(config.db_path)
-        store = Store(open_ledger(config.db_path, identity))
+        store = Store(open_ledger(config.db_path, identity, config.max_matches_per_listing))
         await store.start()
         node = Node(config=config, identity=identity, store=store, metrics=Metrics())
         store.on_foreign.append(node.tokens.clear)  # a token revoked by the CLI

@@ -39,7 +39,7 @@ def _ledger(args: argparse.Namespace) -> Ledger:
     if not config.db_path.exists():
         raise CliError(f"no node in {config.home}; run 'aidmesh init' first "
                        "(or pass --home / set AIDMESH_HOME)")
-    return open_ledger(config.db_path, load_identity(config))
+    return open_ledger(config.db_path, load_identity(config), config.max_matches_per_listing)
 
 
 def _write(args: argparse.Namespace, fn: Callable[[Ledger, sqlite3.Connection], T]) -> T:

@@ -44,6 +44,9 @@ class Config:
     gossip_interval_s: float = 30.0
     # Expired offers/needs keep their payload this long before local erasure.
     retention_days: int = 30
+    # Matching keeps each listing's best this many counterparts (node/state/matching.py,
+    # MAX_MATCHES); 0 keeps every fitting pair, which N needs and N offers make N².
+    max_matches_per_listing: int = 20
     log_level: str = "INFO"
 
     @property
@@ -116,6 +119,9 @@ def load_config(home: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError(f"port must be 1-65535, got {cfg.port}")
     if cfg.hops < 0:
         raise ConfigError("hops must be 0 or more")
+    if not 0 <= cfg.max_matches_per_listing <= 500:
+        raise ConfigError("max_matches_per_listing must be 0-500 (0: no bound), got "
+                          f"{cfg.max_matches_per_listing}")
     if min(cfg.header_timeout_s, cfg.body_timeout_s) <= 0 or min(
             cfg.max_connections, cfg.max_connections_per_address) < 1:
         raise ConfigError("header_timeout_s and body_timeout_s must be above 0, "

@@ -57,7 +57,7 @@ def initialise(home: str | Path | None = None, *, name: str | None = None) -> In
         config.config_path.write_text(config.to_toml())
     private_file(config.config_path)  # also tightens one written by an older version
     private_database(config.db_path)
-    ledger = open_ledger(config.db_path, identity)
+    ledger = open_ledger(config.db_path, identity, config.max_matches_per_listing)
     try:
         token = None
         if fresh:

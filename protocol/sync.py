@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 
 import msgpack
@@ -22,6 +22,10 @@ _HEX64_RE = re.compile(r"^[0-9a-f]{64}\Z")
 MAX_FRAME_SIZE = MAX_HEADER_SIZE + SIGNATURE_SIZE + MAX_PAYLOAD_SIZE + 16
 PAGE_MAX_ENTRIES = 500
 PAGE_MAX_BYTES = 1024 * 1024
+PULL_MAX_PAGES = 20  # one /pull response holds at most this many pages
+PULL_MAX_BYTES = PULL_MAX_PAGES * PAGE_MAX_BYTES  # ... so a puller stops reading past this
+PULL_MAX_FRAMES = PULL_MAX_PAGES * PAGE_MAX_ENTRIES
+MAX_STATE_SIZE = 8 * 1024 * 1024  # a state message; a puller stops reading past this
 
 
 @dataclass(frozen=True, slots=True)
@@ -153,7 +157,7 @@ def encode_state(heads: Heads, forks: list[bytes]) -> bytes:
     return canonical.encode({"heads": chunks, "forks": sorted(set(forks))})
 
 
-def decode_state(data: bytes, *, max_size: int = 8 * 1024 * 1024
+def decode_state(data: bytes, *, max_size: int = MAX_STATE_SIZE
                  ) -> tuple[dict[bytes, Head], list[bytes]]:
     m = canonical.decode(data, max_size=max_size)
     if not isinstance(m, dict) or set(m) != {"heads", "forks"}:
@@ -209,3 +213,32 @@ def decode_want(data: bytes) -> dict[bytes, int]:
             raise FrameError("want values are seq numbers >= 0", code="bad-want")
         out[author] = after
     return out
+
+
+# -- payload requests ------------------------------------------------------------------------
+
+MAX_PAYLOAD_IDS = 500  # entry ids in one payload request; the answer is one page
+MAX_PAYLOAD_REQUEST_SIZE = 32 * 1024
+
+
+def encode_payload_request(ids: Iterable[bytes]) -> bytes:
+    """A payload request: the entry ids whose payloads the caller lacks, sorted, unique."""
+    return canonical.encode({"ids": sorted(set(ids))})
+
+
+def decode_payload_request(data: bytes) -> list[bytes]:
+    m = canonical.decode(data, max_size=MAX_PAYLOAD_REQUEST_SIZE)
+    if not isinstance(m, dict) or set(m) != {"ids"} or not isinstance(m["ids"], list):
+        raise FrameError("a payload request is a map {ids: [entry id, ...]}",
+                         code="bad-payload-request")
+    ids = m["ids"]
+    if not 1 <= len(ids) <= MAX_PAYLOAD_IDS:
+        raise FrameError(f"a payload request names 1 to {MAX_PAYLOAD_IDS} entry ids",
+                         code="bad-payload-request")
+    if not all(isinstance(i, bytes) and len(i) == 32 for i in ids):
+        raise FrameError("payload request ids are 32-byte bin entry ids",
+                         code="bad-payload-request")
+    if any(a >= b for a, b in zip(ids, ids[1:], strict=False)):
+        raise FrameError("payload request ids must be sorted bytewise without repeats",
+                         code="non-canonical")
+    return ids

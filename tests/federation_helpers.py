@@ -11,8 +11,9 @@ Typical use::
         await cluster.repeer(b)                      # its peers learn the new URL
 
 Nothing here sleeps to synchronise: `wait_until` polls a condition with a deadline.
-`MaliciousPeer` is a tiny hand-written peer that serves crafted bytes on the federation
-endpoints; `signed` sends hand-signed federation requests.
+`MaliciousPeer` is a tiny hand-written peer that serves whatever it is told on the
+federation endpoints (a state, raw or streamed; pull pages, fixed or computed from the
+want; payloads); `signed` sends hand-signed federation requests.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ import asyncio
 import datetime
 import sqlite3
 import time
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,7 +39,14 @@ from node.services import tokens as auth
 from node.services.ledger import open_ledger
 from node.store.ledger import now_ms
 from protocol import Entry, Identity, create_entry
-from protocol.sync import Head, encode_frame, encode_state, state_digest
+from protocol.sync import (
+    Head,
+    decode_payload_request,
+    decode_want,
+    encode_frame,
+    encode_state,
+    state_digest,
+)
 
 GOSSIP_INTERVAL_S = 0.5
 OFFER = {"title": "20 loaves of bread", "category": "food/bread", "action": "transfer",
@@ -312,18 +320,32 @@ def make_run(identity: Identity, count: int, *, previous: Entry | None = None,
 
 @dataclass
 class MaliciousPeer:
-    """A peer the victim trusts (its key is a real Identity) that serves crafted bytes.
+    """A peer the victim trusts (its key is a real Identity) that serves what it is told.
 
-    ``frames`` is what /pull answers (raw bytes of the whole page, sent as-is); ``heads``
-    is what /state advertises. Requests it receives are counted per endpoint.
+    /state: ``state_body`` (raw bytes) or ``state_stream`` (an async generator of chunks,
+    e.g. endless) if set, else the canonical state of ``heads`` and ``forks``.
+    /pull: ``pull_answer(want)`` if set, else ``page`` (raw bytes of the whole response).
+    /payloads: ``payloads_answer(ids)`` if set, else the frames of the asked entries found
+    in ``holds`` (id -> Entry) that carry a payload. Requests are counted per endpoint;
+    the decoded wants and payload requests are kept; ``state_sent`` counts the bytes the
+    streamed state got out before the victim hung up.
     """
 
     identity: Identity = field(default_factory=Identity.generate)
     heads: dict[bytes, Head] = field(default_factory=dict)
     forks: list[bytes] = field(default_factory=list)
     page: bytes = b""
-    hits: dict[str, int] = field(default_factory=lambda: {"state": 0, "pull": 0, "notify": 0})
+    hits: dict[str, int] = field(default_factory=lambda: {
+        "state": 0, "pull": 0, "notify": 0, "payloads": 0})
     url: str = ""
+    state_body: bytes | None = None
+    state_stream: Callable[[], AsyncIterator[bytes]] | None = None
+    state_sent: int = 0
+    pull_answer: Callable[[dict[bytes, int]], bytes] | None = None
+    payloads_answer: Callable[[list[bytes]], bytes] | None = None
+    holds: dict[bytes, Entry] = field(default_factory=dict)
+    wants: list[dict[bytes, int]] = field(default_factory=list)
+    asked: list[list[bytes]] = field(default_factory=list)
 
     @property
     def id(self) -> str:
@@ -341,26 +363,71 @@ class MaliciousPeer:
         self.page = page if page is not None else b"".join(
             encode_frame(e.raw, e.payload) for e in entries)
 
+    def serve_logs(self, entries: list[Entry], *, strip: set[bytes] = frozenset(),
+                   extra: bytes = b"") -> None:
+        """Serve these logs honestly from the asked position (heads: each author's last
+        entry), but with a nil payload for the ids in ``strip``, and ``extra`` frames
+        appended to every pull answer."""
+        self.heads = {}
+        for e in entries:
+            self.heads[e.author] = Head(e.seq, e.id)
+        by_author: dict[bytes, list[Entry]] = {}
+        for e in entries:
+            by_author.setdefault(e.author, []).append(e)
+
+        def answer(want: dict[bytes, int]) -> bytes:
+            out = [encode_frame(e.raw, None if e.id in strip else e.payload)
+                   for a in sorted(want) for e in by_author.get(a, []) if e.seq > want[a]]
+            return b"".join(out) + extra
+
+        self.pull_answer = answer
+
     def app(self) -> web.Application:
-        async def state(request: web.Request) -> web.Response:
+        async def state(request: web.Request) -> web.StreamResponse:
             self.hits["state"] += 1
-            body = encode_state(self.heads, self.forks)
+            if self.state_stream is not None:
+                resp = web.StreamResponse(headers={
+                    "Content-Type": "application/x-aidmesh-state"})
+                await resp.prepare(request)
+                try:
+                    async for chunk in self.state_stream():
+                        await resp.write(chunk)
+                        self.state_sent += len(chunk)
+                except (ConnectionResetError, RuntimeError):
+                    pass  # the victim hung up: what it refuses to read
+                return resp
+            body = self.state_body if self.state_body is not None else \
+                encode_state(self.heads, self.forks)
             return web.Response(body=body, content_type="application/x-aidmesh-state",
                                 headers={"ETag": '"' + state_digest(body).hex() + '"'})
 
         async def pull(request: web.Request) -> web.Response:
-            await request.read()
+            want = decode_want(await request.read())
+            self.wants.append(want)
             self.hits["pull"] += 1
-            return web.Response(body=self.page, content_type="application/x-aidmesh-frames")
+            body = self.pull_answer(want) if self.pull_answer is not None else self.page
+            return web.Response(body=body, content_type="application/x-aidmesh-frames")
 
         async def notify(request: web.Request) -> web.Response:
             self.hits["notify"] += 1
             return web.Response(status=202)
 
+        async def payloads(request: web.Request) -> web.Response:
+            ids = decode_payload_request(await request.read())
+            self.asked.append(ids)
+            self.hits["payloads"] += 1
+            if self.payloads_answer is not None:
+                body = self.payloads_answer(ids)
+            else:
+                body = b"".join(encode_frame(self.holds[i].raw, self.holds[i].payload)
+                                for i in ids if i in self.holds and self.holds[i].payload)
+            return web.Response(body=body, content_type="application/x-aidmesh-frames")
+
         app = web.Application()
         app.add_routes([web.get("/federation/v1/state", state),
                         web.post("/federation/v1/pull", pull),
-                        web.post("/federation/v1/notify", notify)])
+                        web.post("/federation/v1/notify", notify),
+                        web.post("/federation/v1/payloads", payloads)])
         return app
 
     async def start(self, cluster: Cluster) -> MaliciousPeer:

@@ -98,8 +98,10 @@ async def test_stream_delivers_a_new_match(node):
     got = await stream.until(lambda m: m["event"] == "match")
     stream.close()
     match = got[-1]
-    assert match["data"]["data"] == {"need": need["id"], "offer": offer.id.hex(),
-                                     "distance_km": None}
+    # One event per listing that gained matches, carrying them best first.
+    assert match["data"]["data"] == {
+        "listing": offer.id.hex(), "kind": "offer", "count": 1,
+        "matches": [{"need": need["id"], "offer": offer.id.hex(), "distance_km": None}]}
     assert match["id"] == str(match["data"]["id"])
     listings = [m["data"]["data"] for m in got if m["event"] == "listing"]
     assert [(x["id"], x["change"]) for x in listings] == [
@@ -161,7 +163,8 @@ async def test_stream_types_filter(node):
     await ingest(node, Identity.generate(), [("offer", BABY_OFFER)])
     message = await stream.next()
     stream.close()
-    assert message["event"] == "match" and message["data"]["data"]["need"] == need["id"]
+    assert message["event"] == "match"
+    assert message["data"]["data"]["matches"][0]["need"] == need["id"]
     assert int(message["id"]) == event_ids(node, types=("match",))[0]
 
 
@@ -183,8 +186,10 @@ async def test_stream_needs_a_reader_token(make_node):
     node = await make_node()
     await expect_problem(await node.get("/api/v1/events", role=None), 401, "unauthorized")
     await expect_problem(await node.get("/api/v1/events", token="nope"), 401, "unauthorized")
-    open_node = await make_node("open", open_read=True)  # anonymous readers allowed there
-    stream = await open_stream(open_node, role=None)
+    # open_read opens offers and needs only (README): the stream still needs a token.
+    open_node = await make_node("open", open_read=True)
+    await expect_problem(await open_node.get("/api/v1/events", role=None), 401, "unauthorized")
+    stream = await open_stream(open_node)
     stream.close()
 
 
@@ -276,7 +281,7 @@ async def test_webhook_delivers_signed_events_in_order(node, receiver):
     assert got[0]["data"]["listing"]["id"] == need["id"]
     await wait_for(lambda: receiver.got.get("/matches"), what="the match")
     [match] = receiver.events("/matches", matches["secret"])
-    assert match["type"] == "match" and match["data"]["offer"] == offer.id.hex()
+    assert match["type"] == "match" and match["data"]["listing"] == offer.id.hex()
     await wait_for(lambda: node.home.query(
         "SELECT delivered FROM webhooks WHERE id = ?", (hook["id"],))[0][0] == wanted[-1],
         what="saved cursor")
@@ -354,24 +359,26 @@ async def test_deleting_stops_retries(node, receiver):
     assert receiver.attempts["/down"] == attempts
 
 
-@pytest.mark.parametrize("body,field", [
-    ({"url": "ftp://example.org/hook"}, "url"),
-    ({"url": "file:///etc/passwd"}, "url"),
-    ({"url": "not a url"}, "url"),
-    ({"url": "http://"}, "url"),
-    ({"url": "http://user:pw@example.org/"}, "url"),
-    ({"url": 5}, "url"),
-    ({}, "url"),
-    ({"url": "http://example.org/" + "a" * 2100}, "url"),
-    ({"url": "https://example.org/", "types": ["bogus"]}, "types"),
-    ({"url": "https://example.org/", "types": []}, "types"),
-    ({"url": "https://example.org/", "types": "match"}, "types"),
-    ({"url": "https://example.org/", "secret": "x"}, "secret"),
+@pytest.mark.parametrize("body,code,field", [
+    ({"url": "ftp://example.org/hook"}, "invalid-field", "url"),
+    ({"url": "file:///etc/passwd"}, "invalid-field", "url"),
+    ({"url": "not a url"}, "invalid-field", "url"),
+    ({"url": "http://"}, "invalid-field", "url"),
+    ({"url": "http://user:pw@example.org/"}, "invalid-field", "url"),
+    ({"url": 5}, "invalid-field", "url"),
+    ({}, "invalid-field", "url"),
+    ({"url": "http://example.org/" + "a" * 2100}, "invalid-field", "url"),
+    ({"url": "https://example.org/", "types": ["bogus"]}, "invalid-field", "types"),
+    ({"url": "https://example.org/", "types": []}, "invalid-field", "types"),
+    ({"url": "https://example.org/", "types": "match"}, "invalid-field", "types"),
+    ({"url": "https://example.org/", "secret": "x"}, "unknown-field", "secret"),
 ])
-async def test_bad_webhook_is_refused(node, body, field):
+async def test_bad_webhook_is_refused(node, body, code, field):
+    before = node.home.snapshot()
     r = await node.post("/api/v1/webhooks", json=body)
-    await expect_problem(r, 422, field=field)
+    await expect_problem(r, 422, code, field=field)
     assert node.home.query("SELECT count(*) FROM webhooks") == [(0,)]
+    assert node.home.snapshot() == before
 
 
 async def test_webhooks_need_admin(node):
@@ -400,14 +407,16 @@ async def test_live_responses_match_the_documented_schemas(node):
     from test_openapi import call
 
     base, item = "/api/v1/webhooks", "/api/v1/webhooks/{id}"
-    made = await call(node, "POST", base, base, json={"url": "https://example.org/h",
-                                                      "types": ["match", "listing"]})
-    await call(node, "POST", base, base, json={"url": "gopher://x"})  # 422
-    await call(node, "POST", base, base, json={"url": "https://example.org/"},
-               role="reader")  # 403
-    await call(node, "GET", base, base)
-    await call(node, "GET", base, base, role=None)  # 401
-    await call(node, "DELETE", f"{base}/{made['id']}", item)
-    await call(node, "DELETE", f"{base}/{made['id']}", item)  # 404
-    await call(node, "GET", "/api/v1/events?types=x", "/api/v1/events")  # 400
-    await call(node, "GET", "/api/v1/events", "/api/v1/events", role=None)  # 401
+    made = await call(node, "POST", base, base, 201, json={"url": "https://example.org/h",
+                                                           "types": ["match", "listing"]})
+    await call(node, "POST", base, base, 422, "invalid-field", json={"url": "gopher://x"})
+    await call(node, "POST", base, base, 403, "forbidden", json={"url": "https://example.org/"},
+               role="reader")
+    await call(node, "GET", base, base, 200)
+    await call(node, "GET", base, base, 401, "unauthorized", role=None)
+    await call(node, "DELETE", f"{base}/{made['id']}", item, 204)
+    await call(node, "DELETE", f"{base}/{made['id']}", item, 404, "not-found")
+    await call(node, "GET", "/api/v1/events?types=x", "/api/v1/events", 400,
+               "invalid-parameter")
+    await call(node, "GET", "/api/v1/events", "/api/v1/events", 401, "unauthorized",
+               role=None)

@@ -214,7 +214,8 @@ async def test_concurrent_claims_never_over_commit(cluster):
 
     # Nothing is left: a third claim is refused; fulfilling both makes it fulfilled.
     status, ctype, body = await request(a, "POST", path, {"quantity": 1})
-    assert (status, ctype) == (409, "application/problem+json"), body
+    assert (status, ctype, body["type"]) == (
+        409, "application/problem+json", "urn:aidmesh:problem:nothing-available"), body
     for cid in (claim_a["id"], claim_c["id"]):
         await b.call("POST", f"/api/v1/claims/{cid}/fulfil", {})
     await agree([a, b, c], "fulfilled everywhere", totals, ("fulfilled", 10, 0))
@@ -285,8 +286,10 @@ async def test_bad_requests_are_problems_and_write_nothing(cluster):
     assert declined["status"] == "declined"
     after = own_log(b)
     for action in ("accept", "decline"):
-        status, _, got = await request(b, "POST", f"/api/v1/claims/{claim['id']}/{action}", {})
-        assert status == 409 and got["type"] == "urn:aidmesh:problem:not-pending"
+        status, ctype, got = await request(b, "POST", f"/api/v1/claims/{claim['id']}/{action}",
+                                           {})
+        assert (status, ctype, got["type"]) == (
+            409, "application/problem+json", "urn:aidmesh:problem:not-pending"), got
     assert own_log(b) == after
 
 
@@ -437,35 +440,38 @@ async def test_live_exchange_responses_match_openapi(make_node):
     need_id, soup, incoming = log[1].id.hex(), log[2].id.hex(), log[3].id.hex()
     claims = "/api/v1/claims"
     made = await call(node, "POST", f"/api/v1/needs/{need_id}/claims",
-                      "/api/v1/needs/{id}/claims",
+                      "/api/v1/needs/{id}/claims", 201,
                       json={"quantity": 2, "message": "m", "private": {"name": "N"}})
     assert made["private"] == {"name": "N"}
-    await call(node, "POST", f"/api/v1/offers/{soup}/claims", "/api/v1/offers/{id}/claims",
-               json={})
-    await call(node, "POST", f"/api/v1/offers/{soup}/claims", "/api/v1/offers/{id}/claims",
-               json={"quantity": 1})  # 422: the soup has no quantity
-    await call(node, "POST", f"/api/v1/offers/{soup}/claims", "/api/v1/offers/{id}/claims",
-               data=b"{", headers={"Content-Type": "application/json"})  # 400
+    soup_claims = (f"/api/v1/offers/{soup}/claims", "/api/v1/offers/{id}/claims")
+    await call(node, "POST", *soup_claims, 201, json={})
+    # the soup has no quantity, so a claim cannot name one
+    await call(node, "POST", *soup_claims, 422, "invalid-field", json={"quantity": 1})
+    await call(node, "POST", *soup_claims, 400, "malformed-json", data=b"{",
+               headers={"Content-Type": "application/json"})
     await call(node, "POST", f"/api/v1/offers/{offer['id']}/claims",
-               "/api/v1/offers/{id}/claims", json={}, role="reader")  # 403
-    page = await call(node, "GET", f"{claims}?direction=all&limit=1", claims)
+               "/api/v1/offers/{id}/claims", 403, "forbidden", json={}, role="reader")
+    page = await call(node, "GET", f"{claims}?direction=all&limit=1", claims, 200)
     assert page["next_cursor"]
-    await call(node, "GET", f"{claims}?cursor={page['next_cursor']}", claims)
-    await call(node, "GET", f"{claims}?status=pending&target={offer['id']}", claims,
+    await call(node, "GET", f"{claims}?cursor={page['next_cursor']}", claims, 200)
+    await call(node, "GET", f"{claims}?status=pending&target={offer['id']}", claims, 200,
                role="reader")
-    await call(node, "GET", f"{claims}/{incoming}", claims + "/{id}", role="reader")
+    await call(node, "GET", f"{claims}/{incoming}", claims + "/{id}", 200, role="reader")
     one = claims + "/{id}"
-    await call(node, "POST", f"{claims}/{incoming}/accept", one + "/accept",
+    await call(node, "POST", f"{claims}/{incoming}/accept", one + "/accept", 200,
                json={"quantity": {"value": 3, "unit": "loaves"}, "private": {"notes": "x"}})
-    await call(node, "POST", f"{claims}/{incoming}/fulfil", one + "/fulfil", json={})
-    await call(node, "POST", f"{claims}/{incoming}/fulfil", one + "/fulfil", json={})  # 409
-    await call(node, "POST", f"{claims}/{made['id']}/decline", one + "/decline",
-               json={})  # 403: not ours
-    await call(node, "GET", f"{claims}/{'0' * 64}", one)  # 404
-    matches = await call(node, "GET", "/api/v1/matches?origin=local", "/api/v1/matches")
+    await call(node, "POST", f"{claims}/{incoming}/fulfil", one + "/fulfil", 200, json={})
+    await call(node, "POST", f"{claims}/{incoming}/fulfil", one + "/fulfil", 409,
+               "already-fulfilled", json={})
+    await call(node, "POST", f"{claims}/{made['id']}/decline", one + "/decline", 403,
+               "not-owner", json={})  # our own claim on another group's need
+    await call(node, "GET", f"{claims}/{'0' * 64}", one, 404, "not-found")
+    matches = await call(node, "GET", "/api/v1/matches?origin=local", "/api/v1/matches", 200)
     assert [(m["need"]["id"], m["offer"]["id"]) for m in matches["items"]] == \
         [(need_id, offer["id"])]
     await call(node, "GET", f"/api/v1/matches?need={need_id}&limit=1&local_only=true",
-               "/api/v1/matches", role="reader")
-    await call(node, "GET", "/api/v1/matches?origin=nobody", "/api/v1/matches")  # 400
-    await call(node, "GET", "/api/v1/matches", "/api/v1/matches", role=None)  # 401
+               "/api/v1/matches", 200, role="reader")
+    await call(node, "GET", "/api/v1/matches?origin=nobody", "/api/v1/matches", 400,
+               "invalid-parameter")
+    await call(node, "GET", "/api/v1/matches", "/api/v1/matches", 401, "unauthorized",
+               role=None)

@@ -398,8 +398,9 @@ async def test_fork_from_a_copied_key(cluster: Cluster, copy_extra: int) -> None
     assert "FORKS" in out.getvalue() and original.id in out.getvalue()
 
     # Served to other peers, who verify the proof and freeze that author too; a node
-    # that only learnt it from a proof passes it on in turn.
-    further = await cluster.add("further")
+    # that only learnt it from a proof passes it on in turn. Proofs are taken only for
+    # authors in scope: the forked author is 3 trust hops from `further`.
+    further = await cluster.add("further", hops=3)
     await cluster.peer(far, further)
     for node in (far, middle, original, copy, further):
         await wait_until(lambda n=node: forked(n), what=f"fork proof at {node.name}")

@@ -651,13 +651,17 @@ async def test_open_read_allows_anonymous_reads_only(make_node):
     before = node.home.snapshot()
     assert (await node.json("GET", OFFERS, role=None))["items"][0]["id"] == offer["id"]
     assert (await node.json("GET", f"{OFFERS}/{offer['id']}", role=None))["id"] == offer["id"]
-    await node.json("GET", "/api/v1/node", role=None)
-    await node.json("GET", f"/api/v1/logs/{node.node_id}/entries", role=None)
+    await node.json("GET", NEEDS, role=None)
+    # open_read opens offers and needs only (README): everything else still needs a token
+    for path in ("/api/v1/node", "/api/v1/logs", f"/api/v1/logs/{node.node_id}/entries",
+                 "/api/v1/forks", "/api/v1/peers", "/api/v1/claims", "/api/v1/matches",
+                 "/api/v1/events"):
+        await expect_problem(await node.get(path, role=None), 401, "unauthorized")
     await expect_problem(await node.post(OFFERS, role=None, json=OFFER), 401)
     await expect_problem(await node.patch(f"{OFFERS}/{offer['id']}", role=None,
                                           json={"title": "x"}), 401)
     await expect_problem(await node.delete(f"{OFFERS}/{offer['id']}", role=None), 401)
-    await expect_problem(await node.get("/api/v1/tokens", role=None), 403)
+    await expect_problem(await node.get("/api/v1/tokens", role=None), 401, "unauthorized")
     # a bad token is refused rather than treated as anonymous
     await expect_problem(await node.get(OFFERS, token="amt_000000000000_x"), 401)
     assert node.home.snapshot() == before

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from conftest import NEED, OFFER
+from conftest import NEED, OFFER, expect_problem
 
 from node.app import create_app
 from node.config import load_config
@@ -162,8 +162,7 @@ async def test_served_document_is_the_file(node):
 async def test_documented_query_parameters_are_the_accepted_ones(node, path, op_path):
     path = path or f"/api/v1/logs/{node.node_id}/entries"
     r = await node.get(f"{path}?no_such_param=1", role="reader")
-    assert r.status == 400
-    detail = (await r.json())["detail"]
+    detail = (await expect_problem(r, 400, "unknown-parameter", "no_such_param"))["detail"]
     accepted = set(detail.split("allowed: ")[1].split(", "))
     params = [resolve(p["$ref"]) if "$ref" in p else p
               for p in SPEC["paths"][op_path]["get"]["parameters"]]
@@ -228,10 +227,15 @@ def check(value: Any, schema: dict[str, Any], where: str = "$") -> None:
             check(item, schema["items"], f"{where}[{i}]")
 
 
-async def call(node, method: str, path: str, op_path: str, **kw) -> Any:
-    """Make a request and check its status and body against the documented response."""
+async def call(node, method: str, path: str, op_path: str, expect: int,
+               code: str | None = None, **kw) -> Any:
+    """Make a request; assert its status is ``expect`` (and, for a problem, that its type is
+    ``code`` and that nothing was written), and check it against the documented response."""
+    assert (expect >= 400) == (code is not None), "a problem states its type, nothing else"
+    before = node.home.snapshot() if code is not None else None
     r = await node.request(method, path, **kw)
     text = await r.text()
+    assert r.status == expect, f"{method} {path}: expected {expect}, got {r.status} {text}"
     op = SPEC["paths"][op_path][method.lower()]
     assert str(r.status) in op["responses"], f"{method} {path}: undocumented {r.status} {text}"
     response = op["responses"][str(r.status)]
@@ -245,54 +249,64 @@ async def call(node, method: str, path: str, op_path: str, **kw) -> Any:
     assert r.content_type == media
     body = json.loads(text) if "json" in media else text
     check(body, spec["schema"])
+    if code is not None:
+        assert media == "application/problem+json", (method, path, media)
+        assert body["type"] == f"urn:aidmesh:problem:{code}", (method, path, body)
+        assert body["status"] == expect, body
+        assert node.home.snapshot() == before, f"{method} {path} wrote something"
     return body
 
 
 async def test_live_responses_match_schemas(node):
     node_id = node.node_id
-    await call(node, "GET", "/healthz", "/healthz", role=None)
-    await call(node, "GET", "/metrics", "/metrics", role=None)
-    await call(node, "GET", "/api/v1/openapi.json", "/api/v1/openapi.json", role=None)
+    await call(node, "GET", "/healthz", "/healthz", 200, role=None)
+    await call(node, "GET", "/metrics", "/metrics", 200, role=None)
+    await call(node, "GET", "/api/v1/openapi.json", "/api/v1/openapi.json", 200, role=None)
     full = {**OFFER, "description": "d", "area": "881f1d4811fffff", "tags": ["t"],
             "available_from": "2026-01-01T00:00:00Z", "available_until": "2099-01-01T00:00Z",
             "language": "pt-BR"}
     for kind, body in (("offer", full), ("need", {**NEED, "radius_km": 3})):
         base = f"/api/v1/{kind}s"
-        made = await call(node, "POST", base, base, json=body)
+        made = await call(node, "POST", base, base, 201, json=body)
         item = f"{base}/{made['id']}"
-        await call(node, "GET", item, base + "/{id}")
-        await call(node, "PATCH", item, base + "/{id}",
+        await call(node, "GET", item, base + "/{id}", 200)
+        await call(node, "PATCH", item, base + "/{id}", 200,
                    json={"title": "t2", "quantity": {"value": "1.5", "unit": "kg"}})
-        await call(node, "GET", base + "?limit=1&status=all", base)
-        await call(node, "DELETE", item, base + "/{id}")
+        await call(node, "GET", base + "?limit=1&status=all", base, 200)
+        await call(node, "DELETE", item, base + "/{id}", 200)
         # documented problems
-        await call(node, "PATCH", item, base + "/{id}", json={"title": "t3"})  # 409
-        await call(node, "POST", base, base, json={**body, "nope": 1})  # 422
-        await call(node, "POST", base, base, data=b"{", headers={"Content-Type":
-                                                                  "application/json"})
-        await call(node, "GET", base + "?status=x", base)  # 400
-        await call(node, "GET", f"{base}/{'0' * 64}", base + "/{id}")  # 404
-        await call(node, "POST", base, base, json=body, role="reader")  # 403
-        await call(node, "GET", base, base, role=None)  # 401
-    await call(node, "GET", "/api/v1/node", "/api/v1/node")
-    await call(node, "GET", "/api/v1/logs", "/api/v1/logs")
+        await call(node, "PATCH", item, base + "/{id}", 409, "withdrawn", json={"title": "t3"})
+        await call(node, "DELETE", item, base + "/{id}", 409, "withdrawn")
+        await call(node, "POST", base, base, 422, "unknown-field", json={**body, "nope": 1})
+        await call(node, "POST", base, base, 400, "malformed-json", data=b"{",
+                   headers={"Content-Type": "application/json"})
+        await call(node, "GET", base + "?status=x", base, 400, "invalid-parameter")
+        await call(node, "GET", f"{base}/{'0' * 64}", base + "/{id}", 404, "not-found")
+        await call(node, "POST", base, base, 403, "forbidden", json=body, role="reader")
+        await call(node, "GET", base, base, 401, "unauthorized", role=None)
+    await call(node, "GET", "/api/v1/node", "/api/v1/node", 200)
+    await call(node, "GET", "/api/v1/logs", "/api/v1/logs", 200)
     await call(node, "GET", f"/api/v1/logs/{node_id}/entries?limit=2",
-               "/api/v1/logs/{author}/entries")
-    await call(node, "GET", "/api/v1/forks", "/api/v1/forks")
-    made = await call(node, "POST", "/api/v1/tokens", "/api/v1/tokens", json={"role": "reader"})
-    await call(node, "GET", "/api/v1/tokens", "/api/v1/tokens")
-    await call(node, "DELETE", f"/api/v1/tokens/{made['id']}", "/api/v1/tokens/{id}")
-    await call(node, "DELETE", f"/api/v1/tokens/{made['id']}", "/api/v1/tokens/{id}")  # 404
+               "/api/v1/logs/{author}/entries", 200)
+    await call(node, "GET", "/api/v1/forks", "/api/v1/forks", 200)
+    made = await call(node, "POST", "/api/v1/tokens", "/api/v1/tokens", 201,
+                      json={"role": "reader"})
+    await call(node, "GET", "/api/v1/tokens", "/api/v1/tokens", 200)
+    await call(node, "DELETE", f"/api/v1/tokens/{made['id']}", "/api/v1/tokens/{id}", 204)
+    await call(node, "DELETE", f"/api/v1/tokens/{made['id']}", "/api/v1/tokens/{id}", 404,
+               "not-found")
 
 
 async def test_live_peer_responses_match_schemas(node):
     peer = Identity.generate().node_id
-    await call(node, "GET", "/api/v1/peers", "/api/v1/peers")
+    await call(node, "GET", "/api/v1/peers", "/api/v1/peers", 200)
     # a peer that is not listening: the gossip loop fails in the background, harmlessly
-    await call(node, "POST", "/api/v1/peers", "/api/v1/peers",
+    await call(node, "POST", "/api/v1/peers", "/api/v1/peers", 201,
                json={"id": peer, "url": "http://127.0.0.1:9"})
-    listed = await call(node, "GET", "/api/v1/peers", "/api/v1/peers")
+    listed = await call(node, "GET", "/api/v1/peers", "/api/v1/peers", 200)
     assert [p["id"] for p in listed["peers"]] == [peer]
-    await call(node, "POST", "/api/v1/peers", "/api/v1/peers", json={"id": peer, "x": 1})
-    await call(node, "DELETE", f"/api/v1/peers/{peer}", "/api/v1/peers/{id}")
-    await call(node, "DELETE", f"/api/v1/peers/{peer}", "/api/v1/peers/{id}")  # 404
+    await call(node, "POST", "/api/v1/peers", "/api/v1/peers", 422, "unknown-field",
+               json={"id": peer, "x": 1})
+    await call(node, "DELETE", f"/api/v1/peers/{peer}", "/api/v1/peers/{id}", 204)
+    await call(node, "DELETE", f"/api/v1/peers/{peer}", "/api/v1/peers/{id}", 404,
+               "not-found")

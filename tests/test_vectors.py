@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import importlib.util
 import json
 import re
@@ -15,6 +16,7 @@ import pytest
 from protocol import canonical, seal, sync
 from protocol.entry import (
     SIGNING_PREFIX,
+    check_payload,
     create_entry,
     decode_header,
     verify_entry,
@@ -265,7 +267,48 @@ def test_invalid_stream(case: dict[str, Any]) -> None:
     assert info.value.code == case["code"]
 
 
+def test_payload_request_and_answer() -> None:
+    """Spec §13.4: the request's one encoding, and an answer that fills a missing payload
+    by checking it against the stored header alone."""
+    v = load("sync.json")
+    ids = [h(i) for i in v["payload_request"]["ids"]]
+    assert sync.encode_payload_request(reversed(ids)).hex() == v["payload_request"]["canonical"]
+    assert sync.decode_payload_request(h(v["payload_request"]["canonical"])) == ids
+    frames = sync.decode_frames(h(v["payload_answer"]["stream"]))
+    assert [sha256_hex(raw) for raw, _ in frames] == v["payload_answer"]["held"]
+    for raw, payload in frames:
+        stored = BY_ID[sha256_hex(raw)]
+        assert raw.hex() == stored["signed_header"] and payload.hex() == stored["payload"]
+        check_payload(decode_header(raw).header, payload)  # P1-P5, no signature needed
+
+
+def sha256_hex(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+@pytest.mark.parametrize("case", load("sync.json")["invalid_payload_requests"],
+                         ids=lambda c: c["name"])
+def test_invalid_payload_request(case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        sync.decode_payload_request(h(case["request"]))
+    assert info.value.code == case["code"]
+
+
 # --- the spec quotes the same bytes -------------------------------------------------------
+
+
+def test_sync_sections_quote_the_vectors() -> None:
+    """Hex quoted in §13 and §14 (the payload request example) is in the vector files."""
+    known = _json_strings()
+    for title in ("Sync messages", "Federation HTTP (node-to-node)"):
+        section = _doc_section(title)
+        blocks = re.findall(r"```[a-z]*\n(.*?)```", section, re.S)
+        quoted = [t for b in blocks for t in re.findall(r"\b[0-9a-f]{16,}\b", b)]
+        assert not [q for q in quoted if q not in known], title
+    assert load("sync.json")["payload_request"]["canonical"] in _doc_section("Sync messages")
+    text = DOC.read_text(encoding="utf-8")
+    for case in load("sync.json")["invalid_payload_requests"]:
+        assert f"`{case['code']}`" in text
 
 def _doc_section(title: str) -> str:
     text = DOC.read_text(encoding="utf-8")

@@ -13,19 +13,16 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import Iterable
 
 import aiohttp
 
-from protocol import (
-    Entry,
-    ProtocolError,
-    check_signature,
-    decode_fork_proof,
-    decode_header,
-)
+from protocol import Entry, ProtocolError, check_signature, decode_header
 from protocol.sync import (
+    MAX_STATE_SIZE,
+    PAGE_MAX_BYTES,
     PAGE_MAX_ENTRIES,
+    PULL_MAX_BYTES,
+    PULL_MAX_FRAMES,
     FrameDecoder,
     Head,
     decode_state,
@@ -35,14 +32,16 @@ from protocol.sync import (
 
 from ..services import replication
 from ..store.ledger import IngestResult, now_ms
+from . import fetch
 from .httpsig import sign_request
 from .link import PeerLink, SyncFailed, describe, http_error
-from .verify import group, verify_groups
+from .verify import group, screen, verify_groups
 
 log = logging.getLogger("aidmesh.gossip")
 TIMEOUT = aiohttp.ClientTimeout(total=30, connect=5, sock_read=10)
 MAX_WANT_PER_PULL = 2000
 SAVE_EVERY_S = 10.0
+ERROR_BODY_MAX = 2048  # of a peer's error answer, only the start is read
 
 
 class Gossip:
@@ -118,6 +117,7 @@ class Gossip:
     def poke(self, peer_id: bytes) -> None:
         link = self.links.get(peer_id)
         if link:
+            link.asked.clear()  # it stored something: it may hold payloads it lacked
             link.wake.set()
 
     def record_inbound(self, peer_id: bytes, size: int) -> None:
@@ -148,8 +148,8 @@ class Gossip:
 
     async def _notify(self, link: PeerLink) -> None:
         try:
-            async with self._request(link, "POST", "/notify", b"") as resp:
-                await resp.read()
+            async with self.request(link, "POST", "/notify", b"") as resp:
+                await resp.content.read(ERROR_BODY_MAX)
         except (TimeoutError, aiohttp.ClientError, OSError):
             pass  # the periodic round will catch up; notify is only a hint
 
@@ -179,8 +179,8 @@ class Gossip:
                 link.syncing = False
             await self._save(link)
 
-    def _request(self, link: PeerLink, method: str, path: str, body: bytes | None,
-                 headers: dict[str, str] | None = None):
+    def request(self, link: PeerLink, method: str, path: str, body: bytes | None,
+                headers: dict[str, str] | None = None):
         assert self.session is not None
         url = link.peer.url.rstrip("/") + "/federation/v1" + path
         signed = sign_request(self.node.identity, method, url, body or None, headers)
@@ -193,21 +193,25 @@ class Gossip:
         """One anti-entropy round with a peer; returns entries stored."""
         link.syncing = True
         headers = {"If-None-Match": link.digest} if link.digest else {}
-        async with self._request(link, "GET", "/state", None, headers) as resp:
-            if resp.status == 304:
-                link.behind = 0
-                return 0
-            body = await resp.read()
-            link.bytes_in += len(body)
-            if resp.status != 200:
-                raise SyncFailed(http_error("state", resp.status, body))
-            link.advertised = body
+        async with self.request(link, "GET", "/state", None, headers) as resp:
+            if resp.status not in (200, 304):
+                raise SyncFailed(http_error("state", resp.status,
+                                            await resp.content.read(ERROR_BODY_MAX)))
+            body = await link.read(resp, MAX_STATE_SIZE, "state") if resp.status == 200 \
+                else None
+        if body is None:  # 304: in sync, but payloads we lack may have reached the peer
+            link.behind = 0
+            await fetch.payloads(self, link, link.heads)
+            return 0
         theirs, forks = decode_state(body)
-        await self._take_forks(forks)
+        link.advertised, link.heads = body, theirs
+        more_forks = await fetch.forks(self, link, forks)
         stored = 0
         me, hops = self.node.identity.public, self.node.config.hops
+        link.dropped.clear()  # authors refused in this round are not asked again in it
         for _ in range(hops + 1):
             want = await self.node.store.read(lambda c: replication.want(c, theirs, me, hops))
+            want = {a: s for a, s in want.items() if a not in link.dropped}
             if not want:
                 break
             got, complete = await self._pull(link, want, theirs)
@@ -219,26 +223,12 @@ class Gossip:
         suspects = await self.node.store.read(lambda c: replication.suspects(c, theirs, me, hops))
         if suspects:
             await self._probe_forks(link, suspects)
+        await fetch.payloads(self, link, theirs)
         remaining = await self.node.store.read(lambda c: replication.want(c, theirs, me, hops))
         link.behind = sum(theirs[a].seq - after for a, after in remaining.items())
-        if not remaining:
+        if not remaining and not more_forks:
             link.digest = '"' + state_digest(body).hex() + '"'
         return stored
-
-    async def _take_forks(self, proofs: Iterable[bytes]) -> None:
-        known = set(await self.node.store.read(replication.frozen))
-        for raw in proofs:
-            try:
-                proof = decode_fork_proof(raw)
-            except ProtocolError as exc:
-                log.warning(json.dumps({"event": "bad-fork-proof", "error": str(exc)}))
-                continue
-            if proof.author in known:
-                continue
-            await self.node.store.write(lambda c, p=proof: replication.take_fork(
-                self.node.store.ledger, c, p.author, p.seq, p.encode()))
-            known.add(proof.author)
-            log.warning(json.dumps({"event": "fork", "detail": proof.describe()}))
 
     async def _probe_forks(self, link: PeerLink, suspects: dict[bytes, int]) -> None:
         """Fetch the peer's entry at each suspect seq; one signed entry that differs from
@@ -252,6 +242,9 @@ class Gossip:
                     try:
                         entry = decode_header(raw)
                         if targets.get(entry.author) != entry.seq:
+                            if entry.author not in suspects:
+                                link.reject(1, f"not-asked: entries of am"
+                                               f"{entry.author.hex()} were not asked for")
                             continue
                         check_signature(entry)
                     except ProtocolError:
@@ -284,9 +277,16 @@ class Gossip:
             tails = await self.node.store.read(lambda c, b=batch: replication.tails(c, b))
             served: list[bytes] = []
             writes: list[asyncio.Future[int]] = []
+            expect = {a: after + 1 for a, after in batch.items()}  # each author's next seq
             try:
                 async for frames in self._stream(link, batch):
                     groups, bad_frame = group(frames)
+                    # Only what was asked, where it was asked: before any signature work.
+                    groups, dropped, why = screen(groups, expect)
+                    if dropped:
+                        link.reject(dropped, why or "")
+                        for author in [a for a in batch if a not in expect and a in want]:
+                            self._author_failed(link, want, author, why or "")
                     served.extend(a for a in groups if a not in served)
                     verified = await loop.run_in_executor(
                         None, verify_groups, groups, dict(tails))
@@ -333,23 +333,34 @@ class Gossip:
         link.last_error = f"am{author.hex()}: {error}"
         link.last_error_at = now_ms()
         want.pop(author, None)
+        link.dropped.add(author)
         log.warning(json.dumps({"event": "rejected", "peer": "am" + link.peer.id.hex(),
                                 "author": "am" + author.hex(), "error": error}))
 
     async def _stream(self, link: PeerLink, want: dict[bytes, int]):
-        """Yield the frames of one pull response in pages of at most PAGE_MAX_ENTRIES."""
-        async with self._request(link, "POST", "/pull", encode_want(want)) as resp:
+        """Yield the frames of one pull response in pages of at most PAGE_MAX_ENTRIES
+        frames and about PAGE_MAX_BYTES; a response past the spec's size is cut off."""
+        async with self.request(link, "POST", "/pull", encode_want(want)) as resp:
             if resp.status != 200:
-                text = await resp.read()
-                raise SyncFailed(http_error("pull", resp.status, text))
+                raise SyncFailed(http_error("pull", resp.status,
+                                            await resp.content.read(ERROR_BODY_MAX)))
             decoder = FrameDecoder()
             frames: list[tuple[bytes, bytes | None]] = []
+            size = total = count = 0
             async for chunk in resp.content.iter_chunked(256 * 1024):
                 link.bytes_in += len(chunk)
-                frames.extend(decoder.feed(chunk))
-                while len(frames) >= PAGE_MAX_ENTRIES:
-                    yield frames[:PAGE_MAX_ENTRIES]
-                    frames = frames[PAGE_MAX_ENTRIES:]
+                total += len(chunk)
+                for frame in decoder.feed(chunk):
+                    frames.append(frame)
+                    size += len(frame[0]) + len(frame[1] or b"")
+                    count += 1
+                    if len(frames) >= PAGE_MAX_ENTRIES or size >= PAGE_MAX_BYTES:
+                        yield frames
+                        frames, size = [], 0
+                if total > PULL_MAX_BYTES or count > PULL_MAX_FRAMES:
+                    resp.close()
+                    raise SyncFailed(f"pull: the peer sent more than a response may hold "
+                                     f"({PULL_MAX_FRAMES} frames, {PULL_MAX_BYTES} bytes)")
             decoder.close()
             if frames:
                 yield frames

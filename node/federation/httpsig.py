@@ -2,18 +2,21 @@
 
 Built on the `http-message-signatures` library. Every federation request covers
 @method, @target-uri and (with a body) Content-Digest (RFC 9530), with created, keyid
-(the caller's node id) and a random nonce. Verification order is fixed so an unknown
-caller costs no signature work: keyid -> trusted? (403) -> signature, digest, clock,
-nonce (401).
+(the caller's node id) and a random nonce. Checks are split so the cheapest come first
+and nothing is read or charged for a request that cannot be genuine: `claim_of` reads
+the keyid with no cryptography (the server refuses unknown callers there, 403);
+`verify_headers` checks the clock window, the nonce's presence and the signature over
+the headers, before the body is read; `verify_body` checks the body against the signed
+Content-Digest once it has arrived. Whether a nonce was seen before is the server's
+business (it is kept in the database, node/store/nonces.py, so it survives restarts).
 """
 
 from __future__ import annotations
 
 import datetime
 import secrets
-import time
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import http_sf
@@ -23,6 +26,7 @@ from http_message_signatures import (
     HTTPMessageVerifier,
     HTTPSignatureKeyResolver,
     InvalidSignature,
+    VerifyResult,
     algorithms,
 )
 from http_message_signatures.exceptions import HTTPMessageSignaturesException
@@ -31,6 +35,7 @@ from protocol import Identity, ProtocolError, parse_node_id
 
 MAX_SKEW_S = 300
 NONCE_TTL_S = 600
+NONCE_LENGTH = (8, 128)
 LABEL = "aidmesh"
 COVERED = ("@method", "@target-uri")
 COVERED_WITH_BODY = ("@method", "@target-uri", "content-digest")
@@ -79,69 +84,66 @@ def sign_request(identity: Identity, method: str, url: str, body: bytes | None,
     return out
 
 
-def caller_key_id(headers: Mapping[str, str]) -> str:
-    """The keyid a request claims, read without any cryptography."""
+@dataclass(frozen=True)
+class Claim:
+    """What a request's Signature-Input claims, read without any cryptography."""
+
+    caller: bytes  # the public key named by keyid
+    nonce: Any  # as sent: checked by verify_headers
+
+
+def claim_of(headers: Mapping[str, str]) -> Claim:
+    """The caller a request claims to be: 401 if unsigned or unreadable, 403 if the keyid
+    is not a node id."""
     raw = headers.get("Signature-Input")
     if not raw:
         raise SignatureProblem(401, "unsigned", "federation requests must carry an RFC 9421 "
                                "signature (Signature-Input and Signature headers)")
     try:
         parsed = http_sf.parse(raw.encode(), tltype="dictionary")
-        member = parsed[LABEL]
-        keyid = member[1]["keyid"]
-    except (KeyError, IndexError, TypeError, ValueError, Exception):  # noqa: BLE001
+        params = parsed[LABEL][1]
+        keyid = params["keyid"]
+    except Exception:  # noqa: BLE001 - any parse failure is the same refusal
         raise SignatureProblem(401, "bad-signature-input",
                                f"Signature-Input must hold a '{LABEL}' signature with a "
                                "keyid") from None
     if not isinstance(keyid, str):
         raise SignatureProblem(401, "bad-signature-input", "keyid must be a string")
-    return keyid
-
-
-def caller_of(headers: Mapping[str, str]) -> bytes:
-    keyid = caller_key_id(headers)
     try:
-        return parse_node_id(keyid)
+        caller = parse_node_id(keyid)
     except ProtocolError:
         raise SignatureProblem(403, "unknown-caller", f"keyid {keyid[:80]!r} is not a node "
                                "id this node knows") from None
+    return Claim(caller, params.get("nonce"))
 
 
-@dataclass
-class NonceCache:
-    """Nonces seen in the last NONCE_TTL_S seconds; a repeat is a replay."""
-
-    ttl: float = NONCE_TTL_S
-    _seen: dict[str, float] = field(default_factory=dict)
-    _next_sweep: float = 0.0
-
-    def check_and_add(self, nonce: str, now: float) -> bool:
-        if now >= self._next_sweep:
-            self._seen = {n: t for n, t in self._seen.items() if t > now}
-            self._next_sweep = now + 30
-        if nonce in self._seen:
-            return False
-        self._seen[nonce] = now + self.ttl
-        return True
+def caller_of(headers: Mapping[str, str]) -> bytes:
+    """The public key a request's keyid names (verified only once the middleware passed)."""
+    return claim_of(headers).caller
 
 
-def verify_request(caller: bytes, method: str, url: str, headers: Mapping[str, str],
-                   body: bytes, nonces: NonceCache) -> None:
-    """Check signature, digest, clock window and nonce; raise SignatureProblem (401)."""
+def verify_headers(claim: Claim, method: str, url: str, headers: Mapping[str, str]
+                   ) -> list[VerifyResult]:
+    """Clock window, nonce present, signature over the covered headers (no body yet);
+    raises SignatureProblem (401). The result goes to `verify_body`."""
+    nonce = claim.nonce
+    low, high = NONCE_LENGTH
+    if not isinstance(nonce, str) or not low <= len(nonce) <= high:
+        raise SignatureProblem(401, "missing-nonce", f"the signature must cover a nonce of "
+                               f"{low}-{high} characters, new for every request")
     verifier = HTTPMessageVerifier(signature_algorithm=algorithms.ED25519,
-                                   key_resolver=_Keys(public=caller))
+                                   key_resolver=_Keys(public=claim.caller))
     verifier.max_clock_skew = datetime.timedelta(seconds=MAX_SKEW_S)
-    message = _Message(method.upper(), url, headers)
-    required = COVERED_WITH_BODY if body else COVERED
     try:
-        results = verifier.verify(message, max_age=datetime.timedelta(0), expect_tag=LABEL,
-                                  require_components=required, body=body)
+        return verifier.verify(_Message(method.upper(), url, headers),
+                               max_age=datetime.timedelta(0), expect_tag=LABEL,
+                               require_components=COVERED)
     except InvalidSignature as exc:
         text = str(exc) or "the signature does not verify with the caller's key"
         if '"created"' in text or "allowable age" in text:
             code = "stale-signature"
             text += f"; clocks must agree within {MAX_SKEW_S} s (check NTP)"
-        elif "Content-Digest" in text or "digest" in text.lower():
+        elif "digest" in text.lower():
             code = "bad-digest"
         else:
             code = "bad-signature"
@@ -149,10 +151,13 @@ def verify_request(caller: bytes, method: str, url: str, headers: Mapping[str, s
     except HTTPMessageSignaturesException as exc:
         raise SignatureProblem(401, "bad-signature", f"request signature refused: {exc}") \
             from None
-    params = results[0].parameters
-    nonce = params.get("nonce")
-    if not isinstance(nonce, str) or not 8 <= len(nonce) <= 128:
-        raise SignatureProblem(401, "missing-nonce", "the signature must cover a nonce")
-    if not nonces.check_and_add(nonce, time.time()):
-        raise SignatureProblem(401, "replayed", "this request was already received (nonce "
-                               "seen before); sign every request afresh")
+
+
+def verify_body(results: list[VerifyResult], headers: Mapping[str, str], body: bytes) -> None:
+    """A body must be covered by the signed Content-Digest and match it (401 bad-digest)."""
+    verifier = HTTPMessageVerifier(signature_algorithm=algorithms.ED25519, key_resolver=None)
+    try:
+        verifier.verify_body(_Message("", "", headers), results, body)
+    except (InvalidSignature, HTTPMessageSignaturesException) as exc:
+        raise SignatureProblem(401, "bad-digest", f"request body refused: {exc}; sign a "
+                               "Content-Digest (RFC 9530) of exactly the body sent") from None

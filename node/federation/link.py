@@ -6,7 +6,12 @@ import asyncio
 import contextlib
 import json
 import random
+import time
 from dataclasses import dataclass, field
+
+import aiohttp
+
+from protocol.sync import Head
 
 from ..services.replication import Peer
 
@@ -36,6 +41,11 @@ class PeerLink:
     advertised: bytes | None = None  # the peer's last state message
     saved_advertised: bytes | None = None  # ... as last saved to peer_state
     saved_at: float = 0.0  # monotonic time of the last save to peer_state
+    heads: dict[bytes, Head] = field(default_factory=dict)  # decoded from `advertised`
+    rejected: int = 0  # frames, proofs and payloads refused: sent unasked or invalid
+    payloads_in: int = 0  # missing payloads this peer supplied
+    asked: dict[bytes, float] = field(default_factory=dict)  # payload id -> when asked
+    dropped: set[bytes] = field(default_factory=set)  # authors refused in this round
 
     def delay(self, interval: float) -> float:
         if self.failures:
@@ -43,6 +53,31 @@ class PeerLink:
         else:
             base = interval
         return base * random.uniform(0.8, 1.2)
+
+    async def read(self, resp: aiohttp.ClientResponse, cap: int, what: str) -> bytes:
+        """A response body from this peer, refused as soon as it passes ``cap`` bytes.
+
+        Never holds more than cap + one chunk in memory; the connection is closed on
+        refusal. Every byte read counts in bytes_in.
+        """
+        if resp.content_length is not None and resp.content_length > cap:
+            resp.close()
+            raise SyncFailed(f"{what}: the peer announced {resp.content_length} bytes; at "
+                             f"most {cap} are read")
+        body = bytearray()
+        async for chunk in resp.content.iter_chunked(64 * 1024):
+            self.bytes_in += len(chunk)
+            body += chunk
+            if len(body) > cap:
+                resp.close()
+                raise SyncFailed(f"{what}: the peer sent more than {cap} bytes; refused")
+        return bytes(body)
+
+    def reject(self, count: int, reason: str) -> None:
+        """Count frames, proofs or payloads refused from this peer, with the first reason."""
+        self.rejected += count
+        self.last_error = f"rejected {count}: {reason}"[:500]
+        self.last_error_at = int(time.time() * 1000)
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -57,6 +92,7 @@ class PeerLink:
             "bytes_out": self.bytes_out,
             "failures": self.failures,
             "syncing": self.syncing,
+            "rejected": self.rejected,
         }
 
 

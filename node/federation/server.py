@@ -9,10 +9,13 @@ POST /notify  "I have new entries": the caller is pulled from promptly.
 from __future__ import annotations
 
 import asyncio
+import ipaddress
+import math
 import time
 from dataclasses import dataclass, field
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from protocol import ProtocolError
 from protocol.sync import (
@@ -23,7 +26,15 @@ from protocol.sync import (
 from ..http.problems import Problem
 from ..runtime import NODE, Node, require
 from ..services import replication
-from .httpsig import NonceCache, SignatureProblem, caller_of, verify_request
+from ..store import nonces
+from .httpsig import (
+    NONCE_TTL_S,
+    SignatureProblem,
+    claim_of,
+    verify_body,
+    verify_headers,
+)
+from .payloads import add_routes as add_payload_routes
 
 PREFIX = "/federation/v1"
 FRAMES_TYPE = "application/x-aidmesh-frames"
@@ -34,6 +45,9 @@ PULL_MAX_PAGES = 20  # one pull response streams at most this many pages
 PEER_RATE = 10.0  # requests per second, sustained
 PEER_BURST = 20.0
 MAX_PACING_S = 1.0  # beyond this much queueing a peer gets 429
+FAILURE_BURST = 20.0  # failed requests an address may make before its failures get 429
+FAILURE_RATE = 1.0  # failures per second forgiven
+MAX_ADDRESSES = 4096  # addresses whose failures are remembered (least recent forgotten)
 
 
 @dataclass
@@ -54,11 +68,57 @@ class _Bucket:
 
 
 @dataclass
-class FederationState:
-    """Per-app inbound state: replay cache, per-peer limits, cached state message."""
+class Failures:
+    """Requests that failed authentication, counted per caller address (an IPv6 /64
+    counts as one), never against the peer they claimed to be.
 
-    nonces: NonceCache = field(default_factory=NonceCache)
-    buckets: dict[bytes, _Bucket] = field(default_factory=dict)
+    Past FAILURE_BURST (refilled at FAILURE_RATE/s) an address's failures are answered
+    429 with Retry-After instead of 401/403/408/413. A request from that address is still
+    checked, never refused unread: an address can be shared (NAT, a reverse proxy, one
+    host running several nodes), and refusing it wholesale would let anyone behind it lock
+    a genuine peer out. Checking costs little, since nothing is read or stored for a
+    request before its signature verifies.
+    """
+
+    cap: int = MAX_ADDRESSES
+    _seen: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, stamp
+
+    def charge(self, address: str, now: float) -> int | None:
+        """Count one failure: None while within budget, else seconds to Retry-After."""
+        tokens, stamp = self._seen.pop(address, (FAILURE_BURST, now))
+        tokens = min(FAILURE_BURST, tokens + (now - stamp) * FAILURE_RATE)
+        over = tokens < 1
+        if not over:
+            tokens -= 1
+        self._seen[address] = (tokens, now)  # re-inserted: the dict is in LRU order
+        if len(self._seen) > self.cap:
+            del self._seen[next(iter(self._seen))]
+        return max(1, math.ceil((1 - tokens) / FAILURE_RATE)) if over else None
+
+    def __len__(self) -> int:
+        return len(self._seen)
+
+
+def address_key(remote: str | None) -> str:
+    """A caller's address as counted by `Failures`: IPv4 as is, IPv6 by its /64 (one
+    host usually holds a whole /64)."""
+    try:
+        ip = ipaddress.ip_address(remote or "")
+    except ValueError:
+        return remote or "unknown"
+    if isinstance(ip, ipaddress.IPv6Address):
+        if ip.ipv4_mapped is not None:
+            return str(ip.ipv4_mapped)
+        return str(ipaddress.ip_network(f"{ip}/64", strict=False))
+    return str(ip)
+
+
+@dataclass
+class FederationState:
+    """Per-app inbound state: per-peer limits, failures per address, cached state."""
+
+    buckets: dict[bytes, _Bucket] = field(default_factory=dict)  # verified callers only
+    failures: Failures = field(default_factory=Failures)
     state: tuple[int, bytes, str] | None = None  # (store version, body, etag)
 
 
@@ -67,20 +127,32 @@ CALLER = web.RequestKey("caller", bytes)  # the verified peer's public key
 BODY = web.RequestKey("body", bytes)  # the body the signature's digest covered
 
 
+def target_uri(request: web.Request, public_url: str) -> str:
+    """`@target-uri` as the caller signed it (spec §14.4): the configured public base URL
+    and the request target, else scheme, Host and target as this server received them."""
+    if public_url:
+        return public_url.rstrip("/") + str(request.rel_url)
+    return str(request.url)
+
+
 @web.middleware
 async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse:
-    """403 for unknown callers before any crypto; 429 past per-peer limits; 401 bad sigs."""
+    """Authenticate first, then charge: a request is charged to the peer it names only
+    once its signature, body and nonce are checked; a failure is counted against the
+    caller's address (spec 14.4 gives the order and the codes)."""
     if request.match_info.http_exception is not None:
         return await handler(request)
     node: Node = request.config_dict[NODE]
     fed = request.config_dict[FED]
     try:
-        caller = caller_of(request.headers)
-    except SignatureProblem as exc:
-        raise Problem(exc.status, exc.code, exc.detail) from None
-    if caller not in node.gossip.trusted():
-        raise Problem(403, "untrusted-caller", f"am{caller.hex()} is not a peer of this node; "
-                      "its admin must add it with 'aidmesh peer add'")
+        caller, body = await authenticate(request, node)
+    except Problem as refusal:
+        retry = fed.failures.charge(address_key(request.remote), time.monotonic())
+        if retry is None:
+            raise
+        raise Problem(429, "too-many-failures", f"{refusal.detail} (too many failed "
+                      "requests from this address: wait before sending more)",
+                      headers={**refusal.headers, "Retry-After": str(retry)}) from None
     bucket = fed.buckets.setdefault(caller, _Bucket())
     wait = None if bucket.active >= PEER_CONCURRENCY else bucket.take(time.monotonic())
     if wait is None:
@@ -90,24 +162,62 @@ async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse
     try:
         if wait:
             await asyncio.sleep(wait)  # soft limit: pace a busy peer instead of refusing
-        if request.content_length is not None and request.content_length > MAX_PULL_BODY:
-            raise Problem(413, "body-too-large", f"federation bodies are at most "
-                          f"{MAX_PULL_BODY} bytes")
-        body = await request.read()
-        if len(body) > MAX_PULL_BODY:
-            raise Problem(413, "body-too-large", f"federation bodies are at most "
-                          f"{MAX_PULL_BODY} bytes")
-        try:
-            verify_request(caller, request.method, str(request.url), request.headers, body,
-                           fed.nonces)
-        except SignatureProblem as exc:
-            raise Problem(exc.status, exc.code, exc.detail) from None
         request[CALLER] = caller
         request[BODY] = body
         node.gossip.record_inbound(caller, len(body))
         return await handler(request)
     finally:
         bucket.active -= 1
+
+
+async def authenticate(request: web.Request, node: Node) -> tuple[bytes, bytes]:
+    """The verified caller and the body, or a Problem. Cheapest checks first: the keyid
+    (403 before any cryptography), the signature over the headers (before the body is
+    read), the body (under the body deadline and cap) against its digest, the nonce."""
+    try:
+        claim = claim_of(request.headers)
+        if claim.caller not in node.gossip.trusted():
+            raise Problem(403, "untrusted-caller", f"am{claim.caller.hex()} is not a peer of "
+                          "this node; its admin must add it with 'aidmesh peer add'")
+        if (request.content_length or 0) > MAX_PULL_BODY:
+            raise _too_large()
+        url = target_uri(request, node.config.public_url)
+        results = verify_headers(claim, request.method, url, request.headers)
+        body = await _read_body(request, node.config.body_timeout_s)
+        verify_body(results, request.headers, body)
+    except SignatureProblem as exc:
+        raise Problem(exc.status, exc.code, exc.detail) from None
+    fresh = await node.store.write(lambda c: nonces.remember(
+        c, claim.caller, claim.nonce, time.time(), NONCE_TTL_S))
+    if not fresh:
+        raise Problem(401, "replayed", "this request was already received (nonce seen "
+                      "before); sign every request afresh")
+    return claim.caller, body
+
+
+async def _read_body(request: web.Request, deadline_s: float) -> bytes:
+    """The whole body, at most MAX_PULL_BODY bytes, within ``deadline_s`` (413 / 408).
+
+    Read with `request.read()`, so handlers that call it again get the same bytes."""
+    try:
+        async with asyncio.timeout(deadline_s):
+            body = await request.read()  # stops at the app's client_max_size (>= 1 MiB)
+    except TimeoutError:
+        raise Problem(408, "body-timeout", f"the request body did not arrive within "
+                      f"{deadline_s:g} s", headers={"Connection": "close"}) from None
+    except web.HTTPRequestEntityTooLarge:
+        raise _too_large() from None
+    except (ConnectionError, HttpProcessingError):  # hung up or broke the framing
+        raise Problem(400, "body-incomplete", "the connection ended before the whole "
+                      "request body arrived", headers={"Connection": "close"}) from None
+    if len(body) > MAX_PULL_BODY:
+        raise _too_large()
+    return body
+
+
+def _too_large() -> Problem:
+    return Problem(413, "body-too-large", f"federation bodies are at most {MAX_PULL_BODY} "
+                   "bytes")
 
 
 @require(None)
@@ -168,6 +278,7 @@ def federation_app() -> web.Application:
         web.post("/pull", pull),
         web.post("/notify", notify),
     ])
+    add_payload_routes(app)
     return app
 
 

@@ -1,4 +1,8 @@
-"""Verifying pulled pages off the event loop: one signature per run, honest prefixes kept."""
+"""Screening and verifying pulled pages: only what was asked, one signature per run.
+
+Screening runs first and costs no signature: a frame of an author we did not ask for, or
+not at the position we asked for, is dropped and counted against the peer (spec §14.3).
+"""
 
 from __future__ import annotations
 
@@ -22,6 +26,42 @@ def group(frames: list[tuple[bytes, bytes | None]]
             return groups, f"{exc.code}: {exc.detail}"
         groups.setdefault(entry.header.author, []).append((entry, payload))
     return groups, None
+
+
+def screen(groups: dict[bytes, list[tuple[Entry, bytes | None]]], expect: dict[bytes, int]
+           ) -> tuple[dict[bytes, list[tuple[Entry, bytes | None]]], int, str | None]:
+    """Keep each asked author's frames from the seq ``expect`` names, contiguously.
+
+    ``expect`` maps every author of the pull request to the seq its next frame must have
+    in this response; it is moved along, and an author whose frames go astray is removed
+    (the rest of its frames in this response are dropped too). Returns the kept frames,
+    how many were dropped, and why the first of them was.
+    """
+    kept: dict[bytes, list[tuple[Entry, bytes | None]]] = {}
+    dropped = 0
+    reason: str | None = None
+    for author, items in groups.items():
+        nxt = expect.get(author)
+        if nxt is None:
+            dropped += len(items)
+            reason = reason or f"not-asked: entries of am{author.hex()} were not asked for"
+            continue
+        run = []
+        for entry, payload in items:
+            if entry.seq != nxt:
+                break
+            run.append((entry, payload))
+            nxt += 1
+        if len(run) < len(items):
+            dropped += len(items) - len(run)
+            reason = reason or (f"seq-gap: am{author.hex()} seq {items[len(run)][0].seq} "
+                                f"where seq {nxt} was asked for")
+            del expect[author]
+        else:
+            expect[author] = nxt
+        if run:
+            kept[author] = run
+    return kept, dropped, reason
 
 
 def verify_groups(groups: dict[bytes, list[tuple[Entry, bytes | None]]],

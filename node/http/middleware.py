@@ -13,6 +13,7 @@ from aiohttp import web
 from ..runtime import NODE, PRINCIPAL, REQUEST_ID, Node
 from ..services.tokens import ANONYMOUS_READER, Principal
 from .problems import Problem, from_error, from_http_exception, problem_response
+from .request import PREFIX
 
 log = logging.getLogger("aidmesh")
 _REQUEST_ID_RE = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
@@ -76,6 +77,19 @@ async def authenticate(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
+# What `open_read` opens to clients without a token, as the README says: offers and
+# needs (add categories here and there once that route exists). Peers, claims, matches,
+# logs, forks, events and node info always need a token.
+OPEN_READ_ROUTES = frozenset({
+    f"{PREFIX}/offers", f"{PREFIX}/offers/{{id}}", f"{PREFIX}/needs", f"{PREFIX}/needs/{{id}}",
+})
+
+
+def _open_route(request: web.Request) -> bool:
+    resource = request.match_info.route.resource
+    return resource is not None and resource.canonical in OPEN_READ_ROUTES
+
+
 async def principal_of(request: web.Request, node: Node) -> Principal | None:
     header = request.headers.get("Authorization", "")
     if header:
@@ -83,6 +97,6 @@ async def principal_of(request: web.Request, node: Node) -> Principal | None:
         if scheme.lower() != "bearer" or not token.strip():
             return None
         return await node.tokens.lookup(token.strip(), node.store)
-    if node.config.open_read and request.method in ("GET", "HEAD"):
+    if node.config.open_read and request.method in ("GET", "HEAD") and _open_route(request):
         return ANONYMOUS_READER
     return None

@@ -17,12 +17,13 @@ from typing import Any
 from protocol import ProtocolError, decode, parse_node_id
 from protocol.identity import parse_entry_id
 
+from ..state import visibility
 from ..state.exchange import ZERO, capacity, claim_status, dec
 from ..store.ledger import Ledger
 from .errors import BadParameter, Conflict, Forbidden, Invalid, NotFound
 from .listings import status
 from .pages import decode_cursor, encode_cursor
-from .sealing import open_box, seal_to
+from .sealing import Keyring, open_box, seal_to
 from .values import decimal_text, number, optional_object, rfc3339
 
 PRIVATE_FIELDS = {"address": 500, "phone": 50, "name": 200, "notes": 1000}
@@ -99,7 +100,8 @@ def _left(row: sqlite3.Row) -> Decimal:
 
 
 def _claim_row(conn: sqlite3.Connection, claim_id: str) -> sqlite3.Row:
-    row = conn.execute("SELECT * FROM claims WHERE id = ?", (claim_id,)).fetchone()
+    """A claim this node shows (hidden claims and blocked parties' are not found)."""
+    row = visibility.claim(conn, claim_id)
     if row is None:
         raise NotFound("not-found", f"no claim with id {claim_id} on this node")
     return row
@@ -144,8 +146,8 @@ def claim_body(body: Any) -> dict[str, Any]:
 def make_claim(ledger: Ledger, conn: sqlite3.Connection, kind: str | None, listing_id: str,
                body: dict[str, Any], now: int):
     """Append a claim on another node's offer or need (checked in this transaction)."""
-    row = _listing(conn, listing_id)
-    if row is None or (kind is not None and row["kind"] != kind) or row["hidden"]:
+    row = visibility.listing(conn, listing_id, kind)
+    if row is None:  # also when hidden here or its author is blocked
         raise NotFound("not-found", f"no {kind or 'listing'} with id {listing_id} on "
                        "this node")
     me = ledger.identity.node_id
@@ -262,7 +264,7 @@ def _claim_unit(conn: sqlite3.Connection, claim: sqlite3.Row,
 
 
 def claim_json(conn: sqlite3.Connection, ledger: Ledger, claim: sqlite3.Row,
-               show_private: bool) -> dict[str, Any]:
+               show_private: bool, keys: Keyring | None = None) -> dict[str, Any]:
     listing = _listing(conn, claim["target"])
     state = claim_status(conn, claim)
     unit = _claim_unit(conn, claim, listing)
@@ -285,10 +287,15 @@ def claim_json(conn: sqlite3.Connection, ledger: Ledger, claim: sqlite3.Row,
     }
     me = ledger.identity.node_id
     if show_private and me in (claim["claimant"], claim["owner"]):
-        out["private"] = open_box(ledger, claim["sealed"])
+        # Each box must come from the author of its entry to the other party, with the
+        # keys of their latest profiles: a box copied into another claim shows nothing.
+        keys = keys if keys is not None else Keyring(conn)
+        out["private"] = open_box(ledger, keys, claim["sealed"], claim["claimant"],
+                                  claim["owner"])
         accept = next((r for r in sorted(state["responses"], key=lambda r: r["seq"])
                        if r["kind"] == "accept" and r["author"] == claim["owner"]), None)
-        out["reply_private"] = open_box(ledger, accept["sealed"]) if accept is not None else None
+        out["reply_private"] = open_box(ledger, keys, accept["sealed"], claim["owner"],
+                                        claim["claimant"]) if accept is not None else None
     return out
 
 
@@ -298,7 +305,7 @@ def list_claims(conn: sqlite3.Connection, ledger: Ledger, *, direction: str = "a
                 ) -> tuple[list[dict[str, Any]], str | None]:
     """Claims newest first; ``state`` filters on the derived status."""
     me = ledger.identity.node_id
-    where, params = ["1 = 1"], []
+    where, params = [visibility.claim_visible("claims")], []
     if direction == "incoming":
         where.append("owner = ?")
         params.append(me)
@@ -313,9 +320,10 @@ def list_claims(conn: sqlite3.Connection, ledger: Ledger, *, direction: str = "a
         params += [cursor[0], cursor[0], cursor[1]]
     out: list[dict[str, Any]] = []
     last = None
+    keys = Keyring(conn)
     for row in conn.execute(f"SELECT * FROM claims WHERE {' AND '.join(where)} "
                             "ORDER BY created DESC, id DESC", params):
-        item = claim_json(conn, ledger, row, show_private)
+        item = claim_json(conn, ledger, row, show_private, keys)
         if state is not None and item["status"] != state:
             continue
         if len(out) == limit:

@@ -19,6 +19,8 @@ from protocol import ProtocolError, parse_node_id
 from protocol.kinds import LISTING_FIELDS, NEED_FIELDS
 
 from ..config import Config
+from ..state import visibility
+from ..state.erasure import traces
 from ..state.query import STATUSES, ListingQuery, QueryError, decode_cursor
 from ..state.query import run as run_query
 from ..store.ledger import Ledger, now_ms
@@ -101,7 +103,7 @@ def post(ledger: Ledger, conn: sqlite3.Connection, kind: str, body: Any) -> dict
     """Append a new offer or need of this node; returns it as the API shows it."""
     content = payload_from_json(kind, body)
     entry = ledger.append_local(conn, kind, content)
-    return get(conn, kind, entry.id.hex(), now_ms())
+    return get(conn, kind, entry.id.hex(), now_ms(), own=True)
 
 
 def update(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str,
@@ -117,7 +119,7 @@ def update(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str,
         raise Invalid("payload-schema", "available_until must not be before available_from",
                       field="available_until")
     ledger.append_local(conn, "update", {"target": bytes.fromhex(entry_id), "set": changes})
-    return get(conn, kind, entry_id, now_ms())
+    return get(conn, kind, entry_id, now_ms(), own=True)
 
 
 def withdraw(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str
@@ -126,17 +128,27 @@ def withdraw(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str
     if row["withdrawn"]:
         raise Conflict("withdrawn", f"this {kind} is already withdrawn")
     ledger.append_local(conn, "withdraw", {"target": bytes.fromhex(entry_id)})
-    return get(conn, kind, entry_id, now_ms())
+    return get(conn, kind, entry_id, now_ms(), own=True)
 
 
 def redact(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str,
            reason: str = "") -> None:
-    """Withdraw (if still open) and ask every node to erase the payload."""
+    """Withdraw (if still open) and ask every node to erase the payload, and that of
+    every entry of ours that shows something of it (its updates and withdraws, our
+    answers to claims on it): one redact each, so a node that pulls our log later can
+    tell each missing payload was erased on purpose (spec §13.3). Every node also erases
+    the claims on it (state/erasure.py)."""
     row = own_listing(ledger, conn, kind, entry_id, "erase")
     target = bytes.fromhex(entry_id)
     if not row["withdrawn"]:
-        ledger.append_local(conn, "withdraw", {"target": target, "reason": reason})
+        ledger.append_local(conn, "withdraw", {"target": target})
+    me = ledger.identity.public
+    ours = [t for t in traces(conn, [(target, me)])
+            if conn.execute("SELECT 1 FROM entries WHERE id = ? AND author = ?",
+                            (t, me)).fetchone()]
     ledger.append_local(conn, "redact", {"target": target, "reason": reason})
+    for trace in ours:
+        ledger.append_local(conn, "redact", {"target": trace})
 
 
 def own_listing(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str,
@@ -156,9 +168,15 @@ def own_listing(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: s
 # -- reads ----------------------------------------------------------------------------------
 
 
-def get(conn: sqlite3.Connection, kind: str, entry_id: str, now: int) -> dict[str, Any]:
-    row = conn.execute("SELECT * FROM listings WHERE id = ? AND kind = ?",
-                       (entry_id, kind)).fetchone()
+def get(conn: sqlite3.Connection, kind: str, entry_id: str, now: int, *,
+        own: bool = False) -> dict[str, Any]:
+    """One listing as the API shows it; hidden and blocked ones are not found (``own``:
+    this node's own listing, read back after changing it, whatever its moderation)."""
+    if own:
+        row = conn.execute("SELECT * FROM listings WHERE id = ? AND kind = ?",
+                           (entry_id, kind)).fetchone()
+    else:
+        row = visibility.listing(conn, entry_id, kind)
     if row is None:
         raise NotFound("not-found", f"no {kind} with id {entry_id} on this node")
     return to_json(row, now)

@@ -9,6 +9,7 @@ from typing import Any
 from protocol import ProtocolError
 from protocol.identity import parse_entry_id
 
+from ..state.visibility import listing_visible
 from .errors import BadParameter
 from .listings import parse_origin, to_json
 from .pages import decode_cursor, encode_cursor
@@ -22,9 +23,9 @@ def _listing(conn: sqlite3.Connection, listing_id: str) -> sqlite3.Row | None:
 
 
 def _live(alias: str) -> str:
-    return (f"{alias}.withdrawn = 0 AND {alias}.hidden = 0 AND {alias}.author NOT IN "
-            f"(SELECT author FROM blocks) AND ({alias}.available_until IS NULL OR "
-            f"{alias}.available_until >= :now) AND {alias}.available > 0")
+    return (f"{alias}.withdrawn = 0 AND {listing_visible(alias)} AND "
+            f"({alias}.available_until IS NULL OR {alias}.available_until >= :now) AND "
+            f"{alias}.available > 0")
 
 
 def match_score(need: sqlite3.Row, distance: float | None) -> float:
@@ -69,7 +70,6 @@ def list_matches(conn: sqlite3.Connection, me: str, now: int, *, need: str | Non
         out.append({"need": to_json(n, now), "offer": to_json(o, now),
                     "distance_km": distance, "score": match_score(n, r["distance_km"])})
     return out, encode_cursor([offset + limit]) if more else None
-
 
 
 

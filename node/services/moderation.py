@@ -12,7 +12,8 @@ from typing import Any
 
 from protocol import ProtocolError, parse_entry_id, parse_node_id
 
-from ..state.projection import erase_payload, listing_event
+from ..state.erasure import erase_many, erase_payload
+from ..state.rows import listing_event
 from ..store.ledger import Ledger
 from .errors import Conflict, Invalid, NotFound
 from .values import json_object, rfc3339
@@ -65,6 +66,8 @@ def blocks(conn: sqlite3.Connection) -> list[dict[str, Any]]:
 def unblock(conn: sqlite3.Connection, author: str) -> None:
     if not conn.execute("DELETE FROM blocks WHERE author = ?", (author,)).rowcount:
         raise NotFound("not-found", f"{author[:80]} is not blocked")
+    for row in conn.execute("SELECT id FROM listings WHERE author = ?", (author,)):
+        listing_event(conn, row["id"], "unblocked")
 
 
 # -- hide and erase any entry ---------------------------------------------------------------
@@ -107,17 +110,19 @@ def unhide(conn: sqlite3.Connection, entry_id: str) -> None:
     if row["action"] == "erase":
         raise Conflict("erased", "an erased payload cannot come back on this node")
     conn.execute("DELETE FROM moderation WHERE id = ?", (entry_id,))
-    conn.execute("UPDATE listings SET hidden = 0 WHERE id = ?", (entry_id,))
+    if conn.execute("UPDATE listings SET hidden = 0 WHERE id = ?", (entry_id,)).rowcount:
+        listing_event(conn, entry_id, "unhidden")
 
 
 # -- retention ------------------------------------------------------------------------------
 
 
 def erase_expired(conn: sqlite3.Connection, retention_days: int, now: int) -> int:
-    """Erase payloads of listings expired more than retention_days ago (locally)."""
+    """Erase payloads of listings expired more than retention_days ago (locally), with
+    their updates, the claims on them and the answers to those (one index scrub)."""
     cutoff = now - retention_days * 86_400_000
     rows = conn.execute("SELECT id, author FROM listings WHERE available_until < ?",
                         (cutoff,)).fetchall()
-    for row in rows:
-        erase_payload(conn, bytes.fromhex(row["id"]), parse_node_id(row["author"]))
-    return len(rows)
+    found, _ = erase_many(conn, [(bytes.fromhex(r["id"]), parse_node_id(r["author"]))
+                                 for r in rows])
+    return found

@@ -6,6 +6,7 @@ import base64
 import json
 from typing import Any
 
+from ..state.query import QueryError, load_cursor
 from .errors import BadParameter
 
 
@@ -15,13 +16,8 @@ def encode_cursor(value: Any) -> str:
 
 
 def decode_cursor(text: str, shape: tuple[type, ...]) -> list[Any]:
+    """A cursor of ``shape`` (ints within +-2^53, strings) or a 400 invalid-parameter."""
     try:
-        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
-        if not isinstance(value, list) or len(value) != len(shape) or not all(
-                isinstance(v, t) and not isinstance(v, bool) for v, t in zip(value, shape,
-                                                                             strict=True)):
-            raise ValueError
-    except (ValueError, TypeError):
-        raise BadParameter("invalid-parameter", "cursor is not one this node handed out; "
-                           "start without it", field="cursor") from None
-    return value
+        return load_cursor(text, shape)
+    except QueryError as exc:
+        raise BadParameter("invalid-parameter", exc.detail, field="cursor") from None

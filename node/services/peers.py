@@ -79,7 +79,7 @@ def rows(conn: sqlite3.Connection, me: bytes, hops: int) -> list[dict[str, Any]]
     out = []
     for r in conn.execute(
             "SELECT t.peer, t.url, p.last_success, p.last_error, p.last_error_at, "
-            "p.bytes_in, p.bytes_out, p.entries_in, p.behind, p.advertised "
+            "p.bytes_in, p.bytes_out, p.entries_in, p.behind, p.advertised, p.rejected "
             "FROM trust_edges t LEFT JOIN peer_state p ON p.peer = t.peer "
             "WHERE t.author = ? AND t.active = 1 ORDER BY t.peer", (me,)):
         late = (replication.behind(conn, r["advertised"], me, hops)
@@ -89,7 +89,7 @@ def rows(conn: sqlite3.Connection, me: bytes, hops: int) -> list[dict[str, Any]]
             "last_success": r["last_success"], "last_error": r["last_error"],
             "last_error_at": r["last_error_at"], "entries_behind": late,
             "entries_in": r["entries_in"] or 0, "bytes_in": r["bytes_in"] or 0,
-            "bytes_out": r["bytes_out"] or 0,
+            "bytes_out": r["bytes_out"] or 0, "rejected": r["rejected"] or 0,
         })
     return out
 

@@ -12,17 +12,27 @@ from typing import Any
 
 import msgpack
 
-from protocol import Entry, ProtocolError
+from protocol import Entry, ForkProof, ProtocolError
 from protocol.sync import (
     PAGE_MAX_BYTES,
     PAGE_MAX_ENTRIES,
     Head,
     decode_state,
+    encode_frame,
     encode_state,
 )
 
 from ..state.trust import Peer, direct_peers, scope
-from ..store.ledger import IngestResult, Ledger, StoreError, head_entry, heads, record_fork
+from ..store.ledger import (
+    IngestResult,
+    Ledger,
+    StoreError,
+    any_missing,
+    head_entry,
+    heads,
+    missing_payloads,
+    record_fork,
+)
 
 __all__ = ["Peer", "direct_peers"]
 
@@ -131,12 +141,68 @@ def tails(conn: sqlite3.Connection, authors: Any) -> dict[bytes, Entry | None]:
     return {a: head_entry(conn, a) for a in authors}
 
 
-def take_fork(ledger: Ledger, conn: sqlite3.Connection, author: bytes, seq: int,
-              proof: bytes) -> None:
-    # Marked as a change so the commit bumps the store version: the cached /state (which
-    # serves fork proofs) is rebuilt and peers are notified.
-    if record_fork(conn, author, seq, proof):
-        ledger.changed = True
+def take_forks(ledger: Ledger, conn: sqlite3.Connection, proofs: list[ForkProof],
+               me: bytes, hops: int, cap: int) -> list[ForkProof]:
+    """Store verified fork proofs of authors in our scope that are not frozen yet, at most
+    ``cap`` of them, in one transaction; returns the ones stored."""
+    authors = scope(conn, me, hops)
+    stops = frozen(conn)
+    taken: list[ForkProof] = []
+    for proof in proofs:
+        if len(taken) >= cap:
+            break
+        if proof.author not in authors or proof.author in stops:
+            continue  # (our own log is in scope: a proof against it freezes it too)
+        if record_fork(conn, proof.author, proof.seq, proof.encode()):
+            # A change, so the commit bumps the store version: the cached /state (which
+            # serves fork proofs) is rebuilt and peers are notified.
+            ledger.changed = True
+            stops[proof.author] = proof.seq
+            taken.append(proof)
+    return taken
+
+
+def in_scope(conn: sqlite3.Connection, me: bytes, hops: int) -> set[bytes]:
+    """Authors in this node's scope (itself included) whose logs are not frozen yet."""
+    return set(scope(conn, me, hops)) - set(frozen(conn))
+
+
+# -- payloads (spec §13.4) -------------------------------------------------------------------
+
+
+def missing_ids(conn: sqlite3.Connection, theirs: dict[bytes, Head], limit: int,
+                skip: set[bytes]) -> list[bytes]:
+    """Entries missing a payload that the peer's state says it holds."""
+    if not any_missing(conn):
+        return []
+    return missing_payloads(conn, {a: h.seq for a, h in theirs.items()}, limit, skip)
+
+
+def fill(ledger: Ledger, conn: sqlite3.Connection,
+         frames: list[tuple[bytes, bytes | None]]) -> tuple[int, int]:
+    return ledger.fill_payloads(conn, frames)
+
+
+def served_payloads(conn: sqlite3.Connection, me: bytes, hops: int, ids: list[bytes]
+                    ) -> bytes:
+    """One page of [signed header, payload] frames for the asked entries whose payload
+    this node holds, of authors in its scope and below any fork point, in id order."""
+    authors = scope(conn, me, hops)
+    stops = frozen(conn)
+    frames: list[bytes] = []
+    size = 0
+    for entry_id in ids:
+        row = conn.execute("SELECT author, seq, raw, payload FROM entries WHERE id = ? AND "
+                           "payload IS NOT NULL", (entry_id,)).fetchone()
+        if row is None or row["author"] not in authors or \
+                row["seq"] >= stops.get(row["author"], 2**62):
+            continue
+        frame = encode_frame(row["raw"], row["payload"])
+        if len(frames) >= PAGE_MAX_ENTRIES or size + len(frame) > PAGE_MAX_BYTES:
+            break
+        frames.append(frame)
+        size += len(frame)
+    return b"".join(frames)
 
 
 def ingest(ledger: Ledger, conn: sqlite3.Connection,
@@ -158,14 +224,15 @@ def save_progress(conn: sqlite3.Connection, peer: bytes, progress: dict[str, Any
     """Persist a peer's sync figures and its last state message, for `aidmesh peer list`."""
     conn.execute(
         "INSERT INTO peer_state (peer, last_success, last_error, last_error_at, bytes_in, "
-        "bytes_out, entries_in, behind, advertised) VALUES (:peer, :last_success, "
+        "bytes_out, entries_in, behind, advertised, rejected) VALUES (:peer, :last_success, "
         ":last_error, :last_error_at, :bytes_in, :bytes_out, :entries_in, :entries_behind, "
-        ":advertised) ON CONFLICT (peer) DO UPDATE SET last_success = excluded.last_success, "
+        ":advertised, :rejected) ON CONFLICT (peer) DO UPDATE SET "
+        "last_success = excluded.last_success, "
         "last_error = excluded.last_error, last_error_at = excluded.last_error_at, "
         "bytes_in = excluded.bytes_in, bytes_out = excluded.bytes_out, "
         "entries_in = excluded.entries_in, behind = excluded.behind, "
-        "advertised = coalesce(excluded.advertised, advertised)",
-        {**progress, "peer": peer, "advertised": advertised})
+        "advertised = coalesce(excluded.advertised, advertised), rejected = excluded.rejected",
+        {"rejected": 0, **progress, "peer": peer, "advertised": advertised})
 
 
 def behind(conn: sqlite3.Connection, advertised: bytes, me: bytes, hops: int) -> int | None:

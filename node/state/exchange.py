@@ -64,8 +64,9 @@ def fold_claim(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any],
 
 
 def fold_response(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any],
-                  self_id: str) -> None:
-    """accept / decline / fulfil: record it, then recompute what its listing commits."""
+                  self_id: str) -> bool:
+    """accept / decline / fulfil: record it, then recompute what its listing commits.
+    False when the fold ignores it (not from a party that may answer)."""
     kind = entry.header.kind
     target = content["target"].hex()
     claim_id = content["claim"].hex()
@@ -74,9 +75,9 @@ def fold_response(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any
     author = entry.author_id
     if kind in ("accept", "decline"):
         if listing is None or listing["author"] != author:
-            return  # only the owner answers a claim (a listing we cannot see: ignore)
+            return False  # only the owner answers a claim (a listing we cannot see: ignore)
     elif listing is not None and author not in (claimant, listing["author"]):
-        return  # only the two parties record a hand-over
+        return False  # only the two parties record a hand-over
     conn.execute(
         "INSERT OR IGNORE INTO responses (id, kind, author, target, claim, claimant, committed, "
         "sealed, seq, ts) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
@@ -92,6 +93,7 @@ def fold_response(conn: sqlite3.Connection, entry: Entry, content: dict[str, Any
     if self_id in (claimant, owner, author):
         emit(conn, "claim", {"id": claim_id, "change": kind, "target": target,
                              "claimant": claimant, "by": author, "committed": committed})
+    return True
 
 
 def _asked(conn: sqlite3.Connection, response_id: str) -> Decimal | None:

@@ -12,42 +12,15 @@ import sqlite3
 import time
 from typing import Any
 
-import h3
-
 from protocol import Entry, decode, decode_header
 from protocol.identity import node_id
 
 from . import exchange, matching
-from .events import emit
+from .erasure import TRACE_KINDS, erase_many, erase_payload, erased_listing, scrub_index
+from .rows import LISTING_KINDS, columns, listing_event, updated_fields
 
-LISTING_KINDS = ("offer", "need")
-
-
-def _center(area: str | None) -> tuple[float | None, float | None]:
-    if not area:
-        return None, None
-    lat, lng = h3.cell_to_latlng(area)
-    return lat, lng
-
-
-def _columns(fields: dict[str, Any]) -> dict[str, Any]:
-    lat, lng = _center(fields.get("area"))
-    return {
-        "title": fields["title"],
-        "description": fields.get("description", ""),
-        "tags": " ".join(fields.get("tags", [])),
-        "category": fields["category"],
-        "area": fields.get("area"),
-        "lat": lat,
-        "lng": lng,
-        "available_from": fields.get("available_from"),
-        "available_until": fields.get("available_until"),
-        "quantity": fields["quantity"]["value"] if "quantity" in fields else None,
-        "urgency": fields.get("urgency"),
-        "radius_km": fields.get("radius_km"),
-        "fields": json.dumps(fields, sort_keys=True, separators=(",", ":")),
-    }
-
+__all__ = ["LISTING_KINDS", "apply", "apply_many", "erase_payload", "listing_event",
+           "rebuild"]
 
 _INSERT_LISTING = (
     "INSERT OR IGNORE INTO listings (id, author, kind, seq, local, created, updated, "
@@ -61,12 +34,13 @@ _INSERT_LISTING = (
 def _listing_row(entry: Entry, content: Any, self_author: bytes) -> dict[str, Any]:
     return {"id": entry.id.hex(), "author": entry.author_id, "kind": entry.header.kind,
             "seq": entry.seq, "local": int(entry.author == self_author),
-            "ts": entry.header.timestamp, **_columns(content)}
+            "ts": entry.header.timestamp, **columns(content)}
 
 
 def apply_many(conn: sqlite3.Connection, entries: list[Entry], self_author: bytes) -> None:
     """Fold verified entries in order; runs of new listings go in one executemany."""
     pending: list[dict[str, Any]] = []
+    scrub = False
     for entry in entries:
         content = entry.content()
         if content is None:
@@ -77,9 +51,11 @@ def apply_many(conn: sqlite3.Connection, entries: list[Entry], self_author: byte
         if pending:
             _insert_listings(conn, pending)
             pending = []
-        apply(conn, entry, content, self_author)
+        scrub |= _apply(conn, entry, content, self_author)
     if pending:
         _insert_listings(conn, pending)
+    if scrub:
+        scrub_index(conn)
 
 
 def _insert_listings(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
@@ -90,36 +66,31 @@ def _insert_listings(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> No
         matching.rematch(conn, row["id"], now, fresh=True)
 
 
-def listing_event(conn: sqlite3.Connection, listing_id: str, change: str,
-                   row: Any = None) -> None:
-    if row is None:
-        row = conn.execute("SELECT kind, author FROM listings WHERE id = ?",
-                           (listing_id,)).fetchone()
-    if row is not None:
-        emit(conn, "listing", {"id": listing_id, "kind": row["kind"], "origin": row["author"],
-                               "change": change})
-
-
 def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: bytes) -> None:
     """Fold one newly stored entry (with its decoded, validated payload) into state."""
+    if _apply(conn, entry, content, self_author):
+        scrub_index(conn)
+
+
+def _apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: bytes) -> bool:
+    """Fold one entry; True if it erased listing text (the search index needs a scrub)."""
     kind = entry.header.kind
     author_id = entry.author_id
     ts = entry.header.timestamp
     if content is None:
-        return
+        return False
     self_id = node_id(self_author)
     if kind in LISTING_KINDS:
         _insert_listings(conn, [_listing_row(entry, content, self_author)])
+    elif kind in TRACE_KINDS and erased_listing(conn, content["target"]):
+        # About a listing erased here (a late claim, an answer): erased on arrival.
+        return erase_many(conn, [(entry.id, entry.author)], scrub=False)[1]
     elif kind == "update":
         row = _own_listing(conn, content["target"], author_id)
         if row is None:
-            return
-        fields = json.loads(row["fields"])
-        fields.update(content["set"])
-        if row["kind"] == "offer":
-            fields.pop("urgency", None)
-            fields.pop("radius_km", None)
-        cols = _columns(fields)
+            return False
+        fields = updated_fields(row["kind"], json.loads(row["fields"]), content["set"])
+        cols = columns(fields)
         sets = ", ".join(f"{k} = :{k}" for k in cols)
         conn.execute(f"UPDATE listings SET {sets}, updated = :ts WHERE id = :id",
                      {**cols, "ts": max(ts, row["updated"]), "id": row["id"]})
@@ -135,12 +106,13 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
             listing_event(conn, row["id"], "withdrawn")
             matching.rematch(conn, row["id"], 0)
     elif kind == "redact":
-        erase_payload(conn, content["target"], entry.author)
+        # Only the author's own entries: erase_many matches the target's author.
+        return erase_many(conn, [(content["target"], entry.author)], scrub=False)[1]
     elif kind == "claim":
         exchange.fold_claim(conn, entry, content, self_id)
     elif kind in ("accept", "decline", "fulfil"):
-        exchange.fold_response(conn, entry, content, self_id)
-        listing_event(conn, content["target"].hex(), kind)
+        if exchange.fold_response(conn, entry, content, self_id):
+            listing_event(conn, content["target"].hex(), kind)
     elif kind in ("trust", "untrust"):
         conn.execute(
             "INSERT INTO trust_edges (author, peer, url, active, seq) VALUES (?, ?, ?, ?, ?) "
@@ -149,23 +121,12 @@ def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: byt
             "seq = excluded.seq WHERE excluded.seq > trust_edges.seq",
             (entry.author, content["peer"], content.get("url", ""), int(kind == "trust"),
              entry.seq))
+    return False
 
 
 def _own_listing(conn: sqlite3.Connection, target: bytes, author_id: str) -> sqlite3.Row | None:
     return conn.execute("SELECT * FROM listings WHERE id = ? AND author = ?",
                         (target.hex(), author_id)).fetchone()
-
-
-def erase_payload(conn: sqlite3.Connection, target: bytes, author: bytes) -> bool:
-    """Drop a payload (the header stays and the log still verifies) and what it showed."""
-    cur = conn.execute("UPDATE entries SET payload = NULL WHERE id = ? AND author = ?",
-                       (target, author))
-    if cur.rowcount:
-        listing_event(conn, target.hex(), "erased")
-        conn.execute("DELETE FROM listings WHERE id = ?", (target.hex(),))
-        conn.execute("DELETE FROM matches WHERE need = ? OR offer = ?",
-                     (target.hex(), target.hex()))
-    return cur.rowcount > 0
 
 
 def rebuild(conn: sqlite3.Connection, self_author: bytes) -> int:

@@ -10,6 +10,8 @@ import sqlite3
 from dataclasses import dataclass
 from typing import Any
 
+from .visibility import listing_visible
+
 STATUSES = ("open", "committed", "fulfilled", "expired", "withdrawn", "all")
 
 
@@ -47,23 +49,41 @@ def encode_cursor(updated: int, entry_id: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(text: str) -> tuple[int, str]:
+# Cursors this node hands out are a few short values; anything longer is not one of ours
+# (and a deeply nested one would exhaust the JSON decoder's recursion).
+MAX_CURSOR_CHARS = 256
+CURSOR_INT = 2**53  # timestamps and offsets: far below SQLite's 64-bit integers
+
+
+def load_cursor(text: str, shape: tuple[type, ...]) -> list[Any]:
+    """An opaque cursor (base64url of a JSON array) checked against ``shape``: a list of
+    ints within +-2^53 and strings; QueryError for anything else."""
     try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        updated, entry_id = json.loads(raw)
-        if not isinstance(updated, int) or not isinstance(entry_id, str):
+        if len(text) > MAX_CURSOR_CHARS:
             raise ValueError
-    except (ValueError, TypeError):
+        value = json.loads(base64.urlsafe_b64decode(text + "=" * (-len(text) % 4)))
+        if not isinstance(value, list) or len(value) != len(shape):
+            raise ValueError
+        for item, kind in zip(value, shape, strict=True):
+            if not isinstance(item, kind) or isinstance(item, bool):
+                raise ValueError
+            if isinstance(item, int) and not -CURSOR_INT <= item <= CURSOR_INT:
+                raise ValueError
+    except (ValueError, TypeError, RecursionError):
         raise QueryError("cursor", "cursor is not one this node handed out; start without "
                                    "it") from None
+    return value
+
+
+def decode_cursor(text: str) -> tuple[int, str]:
+    updated, entry_id = load_cursor(text, (int, str))
     return updated, entry_id
 
 
 def run(conn: sqlite3.Connection, query: ListingQuery, now: int
         ) -> tuple[list[sqlite3.Row], str | None]:
     # Hidden by this node's moderators, or by a blocked author: never listed.
-    where = ["l.kind = :kind", "l.hidden = 0",
-             "l.author NOT IN (SELECT author FROM blocks)"]
+    where = ["l.kind = :kind", listing_visible("l")]
     params: dict[str, Any] = {"kind": query.kind, "now": now, "limit": query.limit + 1}
     if query.q:
         where.append("l.rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH :q)")

@@ -8,10 +8,15 @@ from __future__ import annotations
 
 import math
 import sqlite3
+import time
 from collections.abc import Callable
 from pathlib import Path
 
 import sqlite_utils
+
+from protocol import ProtocolError, decode, decode_header
+
+HEX = frozenset("0123456789abcdef")
 
 
 def dist_km(lat1: float | None, lng1: float | None, lat2: float, lng2: float) -> float | None:
@@ -34,6 +39,9 @@ def connect(path: Path, *, readonly: bool = False) -> sqlite3.Connection:
     # FULL: an acknowledged write survives power loss, not just a process crash.
     conn.execute("PRAGMA synchronous = FULL")
     conn.execute("PRAGMA foreign_keys = ON")
+    # Deleted and overwritten content is zeroed on disk: erased text must not linger in
+    # free pages (issue: erasure erases everything).
+    conn.execute("PRAGMA secure_delete = ON")
     conn.execute("PRAGMA cache_size = -65536")  # 64 MiB: random-key indexes stay in memory
     conn.execute("PRAGMA wal_autocheckpoint = 8192")  # fewer, larger checkpoints in bulk sync
     conn.create_function("dist_km", 4, dist_km, deterministic=True)
@@ -178,8 +186,78 @@ def _m5_advertised(db: sqlite_utils.Database) -> None:
     db.execute("ALTER TABLE peer_state ADD COLUMN advertised BLOB")
 
 
+def _m6_payloads(db: sqlite_utils.Database) -> None:
+    # Entries whose header is authentic but whose payload a peer did not send and no
+    # redact explains (spec §13.4): fetched again from any peer that has it.
+    db.execute("CREATE TABLE payload_missing (id BLOB PRIMARY KEY, author BLOB NOT NULL, "
+               "seq INTEGER NOT NULL, since INTEGER NOT NULL)")
+    db.execute("CREATE INDEX payload_missing_author ON payload_missing (author, seq)")
+    # Payloads this node erased itself (redact fold, moderation, retention): never fetched
+    # again, never taken from a peer.
+    db.execute("CREATE TABLE erased (id BLOB PRIMARY KEY, at INTEGER NOT NULL)")
+    db.execute("ALTER TABLE peer_state ADD COLUMN rejected INTEGER NOT NULL DEFAULT 0")
+    # Repair: older versions stored a peer's nil payload as if the author had redacted it.
+    conn = db.conn
+    redacted = redactions(conn)
+    erased = {bytes.fromhex(r[0]) for r in conn.execute(
+        "SELECT id FROM moderation WHERE action = 'erase'") if _is_hex64(r[0])}
+    since = int(time.time() * 1000)
+    rows = conn.execute("SELECT id, author, seq, raw FROM entries WHERE payload IS NULL")
+    conn.executemany(
+        "INSERT OR IGNORE INTO payload_missing (id, author, seq, since) VALUES (?, ?, ?, ?)",
+        [(r[0], r[1], r[2], since) for r in rows.fetchall()
+         if (r[1], r[0]) not in redacted and r[0] not in erased and _has_payload(r[3])])
+
+
+def _is_hex64(text: object) -> bool:
+    return isinstance(text, str) and len(text) == 64 and all(c in HEX for c in text)
+
+
+def _has_payload(raw: bytes) -> bool:
+    """Whether a header promises a payload at all (psize 0 can never carry a valid one)."""
+    try:
+        return decode_header(raw).header.payload_size > 0
+    except ProtocolError:
+        return False
+
+
+def redactions(conn: sqlite3.Connection, author: bytes | None = None
+               ) -> set[tuple[bytes, bytes]]:
+    """(author, target id) of every stored redact entry, of one author or of all."""
+    sql = "SELECT author, payload FROM entries WHERE kind = 'redact' AND payload IS NOT NULL"
+    rows = conn.execute(sql + " AND author = ?", (author,)) if author is not None else \
+        conn.execute(sql)
+    out = set()
+    for r in rows:
+        target = redact_target(r[1])
+        if target is not None:
+            out.add((r[0], target))
+    return out
+
+
+def redact_target(payload: bytes | None) -> bytes | None:
+    """The entry id a redact payload names (None if absent or not a redact payload)."""
+    if payload is None:
+        return None
+    try:
+        content = decode(payload)
+    except ProtocolError:
+        return None
+    target = content.get("target") if isinstance(content, dict) else None
+    return target if isinstance(target, bytes) and len(target) == 32 else None
+
+
+def _m7_nonces(db: sqlite_utils.Database) -> None:
+    # Nonces of accepted federation requests (store/nonces.py): replay protection that
+    # survives a restart.
+    db.execute("CREATE TABLE federation_nonces (caller BLOB NOT NULL, nonce TEXT NOT NULL, "
+               "expires INTEGER NOT NULL, PRIMARY KEY (caller, nonce)) WITHOUT ROWID")
+    db.execute("CREATE INDEX federation_nonces_expires ON federation_nonces (expires)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
-    _m1_core, _m2_federation, _m3_exchange, _m4_webhooks, _m5_advertised,
+    _m1_core, _m2_federation, _m3_exchange, _m4_webhooks, _m5_advertised, _m6_payloads,
+    _m7_nonces,
 ]
 
 

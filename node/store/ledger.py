@@ -18,15 +18,16 @@ from protocol import (
     Entry,
     Identity,
     ProtocolError,
+    check_payload,
     create_entry,
     decode_header,
     make_fork_proof,
     verify_run,
 )
-from protocol.identity import node_id
+from protocol.identity import node_id, sha256
 from protocol.sync import Head
 
-from .db import connect, migrate
+from .db import connect, migrate, redact_target, redactions
 
 T = TypeVar("T")
 
@@ -49,6 +50,7 @@ class IngestResult:
     stored: int
     duplicates: int
     fork: bytes | None = None  # encoded fork proof, if this batch revealed one
+    missing: int = 0  # entries stored without a payload that no redact explains
 
 
 class Fold(Protocol):
@@ -72,6 +74,8 @@ class Ledger:
         self.fold = fold
         self.conn = connect(self.path)
         migrate(self.conn)
+        self._erased = self.conn.execute(
+            "SELECT coalesce(max(rowid), 0) FROM erased").fetchone()[0]
         # Set by any write that stores entries or fork proofs; the async Store turns it
         # into a version bump and change notifications after the commit.
         self.changed = False
@@ -92,8 +96,17 @@ class Ledger:
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+        self.commit()
         return result
+
+    def commit(self) -> None:
+        """COMMIT; after an erasure also push old page images out of the WAL, where the
+        erased text would otherwise stay readable until the next checkpoint."""
+        self.conn.execute("COMMIT")
+        erased = self.conn.execute("SELECT coalesce(max(rowid), 0) FROM erased").fetchone()[0]
+        if erased != self._erased:
+            self._erased = erased
+            self.conn.execute("PRAGMA wal_checkpoint(TRUNCATE)")
 
     # -- writes (call inside a transaction) --------------------------------------------
 
@@ -149,9 +162,52 @@ class Ledger:
             fresh.append(entry)
         if fresh:
             _insert(conn, fresh)
+            missing = record_missing(conn, author, fresh)
             self.fold.apply_many(conn, fresh, self.identity.public)
             self.changed = True
-        return IngestResult(len(fresh), dups, fork)
+            return IngestResult(len(fresh), dups, fork, missing)
+        return IngestResult(0, dups, fork)
+
+    def fill_payloads(self, conn: sqlite3.Connection,
+                      frames: list[tuple[bytes, bytes | None]]) -> tuple[int, int]:
+        """Store payloads fetched for entries marked missing: (stored, refused).
+
+        A payload is taken only for an entry marked missing and not erased here, and only
+        if it matches the size and hash of the stored header (already authentic, so no
+        signature check). The entry is then folded, and so are the later entries that name
+        it (an update, a claim), since the fold skipped what they referred to.
+        """
+        filled: list[tuple[int, Entry]] = []
+        refused = 0
+        for raw, payload in frames:
+            row = conn.execute(
+                "SELECT rowid, raw, payload IS NULL AND id IN (SELECT id FROM payload_missing) "
+                "AS wanted FROM entries WHERE id = ?", (sha256(raw),)).fetchone()
+            if row is None or payload is None:
+                refused += 1  # an entry we do not hold, or no payload after all
+                continue
+            if not row["wanted"]:
+                continue  # filled meanwhile (another peer was quicker), or never missing
+            entry = decode_header(raw)
+            try:
+                value = check_payload(entry.header, payload)
+            except ProtocolError:
+                refused += 1
+                continue
+            if is_erased(conn, entry.id):
+                conn.execute("DELETE FROM payload_missing WHERE id = ?", (entry.id,))
+                continue
+            conn.execute("UPDATE entries SET payload = ? WHERE id = ?", (payload, entry.id))
+            conn.execute("DELETE FROM payload_missing WHERE id = ?", (entry.id,))
+            filled.append((row["rowid"], Entry(entry.header, raw, entry.id, payload, value)))
+        if filled:
+            filled.sort(key=lambda x: x[0])
+            for _, entry in filled:
+                if entry.kind == "redact":
+                    _unmark(conn, entry.author, redact_target(entry.payload))
+            self.fold.apply_many(conn, _refold(conn, filled), self.identity.public)
+            self.changed = True
+        return len(filled), refused
 
     def rebuild(self) -> int:
         return self.transaction(lambda c: self.fold.rebuild(c, self.identity.public))
@@ -169,6 +225,91 @@ def _insert(conn: sqlite3.Connection, entries: list[Entry]) -> None:
     conn.execute("INSERT INTO heads (author, seq, id) VALUES (?, ?, ?) ON CONFLICT (author) "
                  "DO UPDATE SET seq = excluded.seq, id = excluded.id",
                  (last.header.author, last.header.seq, last.id))
+
+
+def record_missing(conn: sqlite3.Connection, author: bytes, fresh: list[Entry]) -> int:
+    """Mark stored entries without a payload as missing unless their own log redacted
+    them or this node erased them (spec §13.3): a peer cannot take a payload away."""
+    for e in fresh:  # a redact explains the nil of an entry stored in an earlier batch
+        if e.kind == "redact":
+            _unmark(conn, author, redact_target(e.payload))
+    nil = [e for e in fresh if e.payload is None and e.header.payload_size > 0]
+    if not nil:
+        return 0
+    redacted = {t for a, t in redactions(conn, author)}  # includes this batch: inserted
+    missing = [e for e in nil if e.id not in redacted and not is_erased(conn, e.id)]
+    received = now_ms()
+    conn.executemany("INSERT OR IGNORE INTO payload_missing (id, author, seq, since) "
+                     "VALUES (?, ?, ?, ?)", [(e.id, author, e.seq, received) for e in missing])
+    return len(missing)
+
+
+def _unmark(conn: sqlite3.Connection, author: bytes, target: bytes | None) -> None:
+    if target is not None:
+        conn.execute("DELETE FROM payload_missing WHERE id = ? AND author = ?", (target, author))
+
+
+def mark_erased(conn: sqlite3.Connection, entry_id: bytes) -> None:
+    """Record that this node erased a payload (redact, moderation, retention): it is never
+    fetched again nor taken from a peer. Call wherever a payload is set to NULL."""
+    conn.execute("INSERT OR IGNORE INTO erased (id, at) VALUES (?, ?)", (entry_id, now_ms()))
+    conn.execute("DELETE FROM payload_missing WHERE id = ?", (entry_id,))
+
+
+def is_erased(conn: sqlite3.Connection, entry_id: bytes) -> bool:
+    return conn.execute(
+        "SELECT 1 FROM erased WHERE id = ? UNION ALL SELECT 1 FROM moderation WHERE id = ? "
+        "AND action = 'erase'", (entry_id, entry_id.hex())).fetchone() is not None
+
+
+def _refold(conn: sqlite3.Connection, filled: list[tuple[int, Entry]]) -> list[Entry]:
+    """The filled entries and every later stored entry whose payload names one of them or
+    one of their targets, in store order: folding them again gives the state a fold in
+    log order would have (update, withdraw, claims and answers are idempotent)."""
+    refs = set()
+    for _, e in filled:
+        refs.add(e.id)
+        refs.update(_ids_in(e.payload or b""))
+    first = filled[0][0]
+    ids = {e.id for _, e in filled}
+    out = [e for _, e in filled]
+    order = {e.id: r for r, e in filled}
+    for row in conn.execute("SELECT rowid, raw, payload FROM entries WHERE rowid > ? AND "
+                            "payload IS NOT NULL ORDER BY rowid", (first,)):
+        if refs.isdisjoint(_ids_in(row["payload"])):
+            continue
+        e = decode_header(row["raw"])
+        if e.id not in ids:
+            out.append(Entry(e.header, e.raw, e.id, row["payload"]))
+            order[e.id] = row["rowid"]
+    return sorted(out, key=lambda e: order[e.id])
+
+
+def _ids_in(payload: bytes) -> set[bytes]:
+    """Every 32-byte bin value in a canonical payload (bin8 of 32 bytes: c4 20 ...)."""
+    out = set()
+    at = payload.find(b"\xc4\x20")
+    while at >= 0:
+        out.add(payload[at + 2:at + 34])
+        at = payload.find(b"\xc4\x20", at + 1)
+    return out
+
+
+def missing_payloads(conn: sqlite3.Connection, upto: dict[bytes, int], limit: int,
+                     skip: set[bytes] | frozenset[bytes] = frozenset()) -> list[bytes]:
+    """Ids of entries missing a payload whose author is in ``upto`` at or below that seq
+    (what a peer advertises), oldest first, leaving out ``skip``."""
+    out = []
+    for row in conn.execute("SELECT id, author, seq FROM payload_missing ORDER BY since, seq"):
+        if row["seq"] <= upto.get(row["author"], 0) and row["id"] not in skip:
+            out.append(row["id"])
+            if len(out) >= limit:
+                break
+    return out
+
+
+def any_missing(conn: sqlite3.Connection) -> bool:
+    return conn.execute("SELECT 1 FROM payload_missing LIMIT 1").fetchone() is not None
 
 
 def record_fork(conn: sqlite3.Connection, author: bytes, seq: int, proof: bytes) -> bool:

@@ -160,7 +160,7 @@ class Store:
                     conn.execute("ROLLBACK TO job")
                     conn.execute("RELEASE job")
                     results.append((False, exc))
-            conn.execute("COMMIT")
+            self.ledger.commit()
         except BaseException:
             if conn.in_transaction:
                 conn.execute("ROLLBACK")

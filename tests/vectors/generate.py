@@ -572,6 +572,39 @@ def build_sync(logs: dict[str, Log]) -> dict[str, Any]:
             {"name": "frame array with an array16 header", "stream": noncanon.hex(),
              "code": "non-canonical"},
         ],
+        **payload_vectors(carol),
+    }
+
+
+def payload_vectors(carol: list[Entry]) -> dict[str, Any]:
+    """A payload request (spec §13.4) for carol's seq 1 and 3 and the answer of a node
+    that holds only seq 3's payload; and requests every node must refuse."""
+    ids = sorted([carol[0].id, carol[2].id])
+    request = sync.encode_payload_request(ids)
+    answer = sync.encode_frame(carol[2].raw, carol[2].payload)
+    many = [hashlib.sha256(i.to_bytes(2, "big")).digest() for i in range(501)]
+    return {
+        "payload_request": {"ids": [i.hex() for i in ids], "canonical": request.hex()},
+        "payload_answer": {"held": [carol[2].id.hex()], "stream": answer.hex()},
+        "invalid_payload_requests": [
+            {"name": "ids not in ascending order",
+             "request": canonical.encode({"ids": ids[::-1]}).hex(), "code": "non-canonical"},
+            {"name": "the same id twice",
+             "request": canonical.encode({"ids": [ids[0], ids[0]]}).hex(),
+             "code": "non-canonical"},
+            {"name": "no ids", "request": canonical.encode({"ids": []}).hex(),
+             "code": "bad-payload-request"},
+            {"name": "501 ids", "request": canonical.encode({"ids": sorted(many)}).hex(),
+             "code": "bad-payload-request"},
+            {"name": "an id of 31 bytes",
+             "request": canonical.encode({"ids": [ids[0][:31]]}).hex(),
+             "code": "bad-payload-request"},
+            {"name": "ids as hex text",
+             "request": canonical.encode({"ids": [i.hex() for i in ids]}).hex(),
+             "code": "bad-payload-request"},
+            {"name": "another key", "request": canonical.encode({"want": [ids[0]]}).hex(),
+             "code": "bad-payload-request"},
+        ],
     }
 
 
