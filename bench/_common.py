@@ -43,7 +43,8 @@ def offer_content(rng: random.Random) -> dict:
 
 
 def start_node_process(home: Path, port: int) -> subprocess.Popen:
-    env = {**os.environ, "AIDMESH_LOG_LEVEL": "WARNING"}
+    env = {**os.environ, "AIDMESH_LOG_LEVEL": "WARNING", "AIDMESH_API_RATE_PER_S": "0",
+           "AIDMESH_API_RATE_PER_ADDRESS_S": "0"}
     exe = Path(sys.executable).parent / "aidmesh"
     proc = subprocess.Popen([str(exe), "--home", str(home), "run", "--port", str(port)],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

@@ -209,6 +209,9 @@ class Server:
     def start(self, timeout: float = 30.0) -> Server:
         env = {k: v for k, v in os.environ.items() if not k.startswith("AIDMESH_")}
         env["PYTHONPATH"] = str(REPO) + os.pathsep + env.get("PYTHONPATH", "")
+        # Throughput is measured here, not the rate limits (a few clients, one address).
+        env.update(AIDMESH_API_RATE_PER_S="0", AIDMESH_API_RATE_PER_ADDRESS_S="0",
+                   AIDMESH_MAX_CONNECTIONS_PER_ADDRESS="512")
         with open(self.log_path, "wb") as log:
             self.proc = subprocess.Popen(
                 [sys.executable, "-m", "node.cli", "--home", str(self.home), "run",

@@ -15,7 +15,7 @@ from protocol import Identity
 from .config import Config
 from .federation.gossip import Gossip
 from .federation.server import MAX_PULL_BODY, federation_app
-from .http import admin, events, exchange, listings, moderation
+from .http import admin, events, exchange, limits, listings, moderation
 from .http import node as node_routes
 from .http.middleware import authenticate, request_context
 from .runtime import NODE, Metrics, Node
@@ -35,7 +35,10 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
     (``lock``, as `aidmesh run` does before it touches the data dir)."""
     # The client API enforces config.max_body_bytes itself; federation pulls may be 1 MiB.
     app = web.Application(client_max_size=max(config.max_body_bytes, MAX_PULL_BODY),
-                          middlewares=[request_context, authenticate])
+                          middlewares=[request_context, limits.per_address, authenticate,
+                                       limits.per_token])
+    limits.install(app, config.api_rate_per_s, config.api_burst,
+                   config.api_rate_per_address_s, config.api_burst_per_address)
 
     async def open_node(app: web.Application) -> Any:
         private_dir(config.home)

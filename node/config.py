@@ -37,6 +37,12 @@ class Config:
     body_timeout_s: float = 10.0
     max_connections: int = 768
     max_connections_per_address: int = 64
+    # Client API rate limits (requests/s sustained, and bursts) per token and per address;
+    # 0 turns one off. Federation has its own per-peer limits.
+    api_rate_per_s: float = 50.0
+    api_burst: int = 200
+    api_rate_per_address_s: float = 100.0
+    api_burst_per_address: int = 400
     page_size: int = 50
     max_page_size: int = 200
     # Federation: replicate authors within this many trust hops.

@@ -33,6 +33,8 @@ class Metrics:
                                  ["route"], registry=self.registry)
         self.entries = Counter("aidmesh_entries_stored", "Entries appended to the store",
                                ["origin"], registry=self.registry)
+        self.rate_limited = Counter("aidmesh_rate_limited", "Client API requests refused "
+                                    "with 429", ["scope"], registry=self.registry)
 
 
 @dataclass

@@ -249,7 +249,9 @@ async def test_replayed_request(cluster: Cluster) -> None:
     assert victim.snapshot(excluding=(honest.public,)) == before
 
 
-@pytest.mark.parametrize("skew,expect", [(-301, 401), (301, 401), (-200, 200), (200, 200)])
+# Not ±301: `created` is whole seconds and the request takes time to arrive, so the edge
+# itself is not observable to the second on a loaded machine.
+@pytest.mark.parametrize("skew,expect", [(-310, 401), (310, 401), (-200, 200), (200, 200)])
 async def test_clock_skew(cluster: Cluster, skew: int, expect: int) -> None:
     victim, honest, mal, _ = await victim_setup(cluster, honest_prefix=0)
     before = victim.snapshot(excluding=(honest.public,))
