@@ -249,6 +249,13 @@ class Receiver:
 
 
 @pytest.fixture
+async def node(make_node):
+    """The receivers below listen on this machine, which webhooks may call only when the
+    config allows it (node/outbound.py)."""
+    return await make_node(webhook_allow_local=True)
+
+
+@pytest.fixture
 async def receiver(aiohttp_server):
     recv = Receiver()
     app = web.Application()
@@ -420,3 +427,18 @@ async def test_live_responses_match_the_documented_schemas(node):
                "invalid-parameter")
     await call(node, "GET", "/api/v1/events", "/api/v1/events", 401, "unauthorized",
                role=None)
+
+
+async def test_a_webhook_to_this_machine_is_refused_unless_allowed(make_node, receiver):
+    node = await make_node()  # webhook_allow_local is off by default
+    hook = await add_hook(node, receiver.url + "local")
+    await node.create("offer", body=OFFER)
+
+    async def refused() -> str | None:
+        hooks = (await node.json("GET", "/api/v1/webhooks"))["webhooks"]
+        error = next(h for h in hooks if h["id"] == hook["id"])["last_error"]
+        return error if error and "refused address" in error else None
+
+    error = await wait_for(refused, what="the refusal in the webhook's status")
+    assert "webhook_allow_local" in error
+    assert receiver.got.get("/local") is None

@@ -3,8 +3,9 @@
 Walks the source with `ast` (every import, also those inside functions), so a lazy import
 cannot hide a cycle. Layers, bottom up (node/__init__.py draws them):
 
-    protocol, node.config  <  node.store  <  node.state  <  node.services  <  node.runtime
-    <  node.http, node.web, node.federation, node.workers  <  node.app, commands, cli, home
+    protocol, node.config  <  node.store  <  node.state  <  node.services
+    <  node.runtime, node.outbound  <  node.http, node.web, node.federation, node.workers
+    <  node.app, node.commands, node.cli, node.home
 
 A module may import its own layer and the layers below. The one sideways import allowed
 is node.federation -> node.http.problems: both interfaces answer errors as problem+json.
@@ -23,7 +24,7 @@ LAYERS = [
     ("node.store",),
     ("node.state",),
     ("node.services",),
-    ("node.runtime",),
+    ("node.runtime", "node.outbound"),
     ("node.http", "node.web", "node.federation", "node.workers"),
     ("node.app", "node.commands", "node.cli", "node.home"),
 ]

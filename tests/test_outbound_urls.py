@@ -33,3 +33,62 @@ async def test_bad_outbound_urls_are_refused_at_creation(node, url):
 async def test_usable_peer_urls_are_kept(node, url):
     r = await node.post("/api/v1/peers", json={"id": Identity.generate().node_id, "url": url})
     assert r.status == 201, await r.text()
+
+
+async def test_a_peer_name_resolving_into_a_denied_range_is_not_called(make_node, aiohttp_server):
+    from aiohttp import web
+
+    calls = []
+
+    async def anything(request):
+        calls.append(request.path)
+        return web.Response(status=404)
+
+    app = web.Application()
+    app.router.add_route("*", "/{tail:.*}", anything)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    node = await make_node(outbound_deny="127.0.0.0/8, ::1/128")
+    peer = Identity.generate().node_id
+    # By name: the resolver drops the refused addresses; by literal: checked before connecting.
+    for url in (f"http://localhost:{server.port}", f"http://127.0.0.1:{server.port}"):
+        r = await node.post("/api/v1/peers", json={"id": peer, "url": url})
+        assert r.status == 201
+
+        async def refused() -> bool:
+            peers = (await node.json("GET", "/api/v1/peers"))["peers"]
+            return "refused address" in (peers[0]["last_error"] or "")
+
+        from conftest import wait_for
+
+        await wait_for(refused, what="the refusal in the peer's status")
+    assert calls == []
+
+
+async def test_gossip_never_follows_a_redirect(make_node, aiohttp_server):
+    from aiohttp import web
+    from conftest import wait_for
+
+    followed = []
+
+    async def moved(request):
+        return web.Response(status=302, headers={"Location": "/elsewhere"})
+
+    async def elsewhere(request):
+        followed.append(request.path)
+        return web.Response(status=200, body=b"")
+
+    app = web.Application()
+    app.router.add_get("/federation/v1/state", moved)
+    app.router.add_get("/elsewhere", elsewhere)
+    server = await aiohttp_server(app, host="127.0.0.1")
+    node = await make_node()
+    r = await node.post("/api/v1/peers", json={"id": Identity.generate().node_id,
+                                               "url": f"http://127.0.0.1:{server.port}"})
+    assert r.status == 201
+
+    async def failed() -> str | None:
+        error = (await node.json("GET", "/api/v1/peers"))["peers"][0]["last_error"]
+        return error if error and "302" in error else None
+
+    await wait_for(failed, what="the redirect reported as an error")
+    assert followed == []

@@ -30,6 +30,7 @@ from protocol.sync import (
     state_digest,
 )
 
+from ..outbound import Client
 from ..services import replication
 from ..store.ledger import IngestResult, now_ms
 from . import fetch
@@ -50,7 +51,7 @@ class Gossip:
     def __init__(self, node) -> None:
         self.node = node
         self.links: dict[bytes, PeerLink] = {}
-        self.session: aiohttp.ClientSession | None = None
+        self.client: Client | None = None
         self._dirty = asyncio.Event()
         self._notifier: asyncio.Task | None = None
         self._closing = False
@@ -58,8 +59,8 @@ class Gossip:
     # -- lifecycle -------------------------------------------------------------------------
 
     async def start(self) -> None:
-        self.session = aiohttp.ClientSession(timeout=TIMEOUT, connector=aiohttp.TCPConnector(
-            limit_per_host=3))
+        self.client = Client(self.node.config, webhooks=False, timeout=TIMEOUT,
+                             limit_per_host=3)
         self.node.store.on_change.append(self.changed)
         await self.refresh()
         self._notifier = asyncio.create_task(self._notify_loop(), name="aidmesh-notify")
@@ -72,8 +73,8 @@ class Gossip:
         for t in tasks:
             t.cancel()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if self.session:
-            await self.session.close()
+        if self.client:
+            await self.client.close()
 
     async def refresh(self) -> None:
         """Start or stop peer tasks to match the trust entries in our own log."""
@@ -181,13 +182,13 @@ class Gossip:
 
     def request(self, link: PeerLink, method: str, path: str, body: bytes | None,
                 headers: dict[str, str] | None = None):
-        assert self.session is not None
+        assert self.client is not None
         url = link.peer.url.rstrip("/") + "/federation/v1" + path
         signed = sign_request(self.node.identity, method, url, body or None, headers)
         if body:
             signed["Content-Type"] = "application/x-aidmesh"
         link.bytes_out += len(body or b"")
-        return self.session.request(method, url, data=body or None, headers=signed)
+        return self.client.request(method, url, data=body or None, headers=signed)
 
     async def sync_once(self, link: PeerLink) -> int:
         """One anti-entropy round with a peer; returns entries stored."""

@@ -25,6 +25,7 @@ from typing import Any
 import aiohttp
 
 from .. import __version__
+from ..outbound import Client, RefusedAddress
 from ..services import events, webhooks
 from ..store.ledger import now_ms
 
@@ -56,12 +57,12 @@ class Webhooks:
     def __init__(self, node: Any) -> None:
         self.node = node
         self.tasks: dict[str, asyncio.Task[None]] = {}
-        self._session: aiohttp.ClientSession | None = None
+        self._client: Client | None = None
         self._lock = asyncio.Lock()
 
     async def start(self) -> None:
-        self._session = aiohttp.ClientSession(
-            timeout=self.TIMEOUT, headers={"User-Agent": f"aidmesh/{__version__}"})
+        self._client = Client(self.node.config, webhooks=True, timeout=self.TIMEOUT,
+                              headers={"User-Agent": f"aidmesh/{__version__}"})
         await self.refresh()
 
     async def stop(self) -> None:
@@ -71,15 +72,15 @@ class Webhooks:
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            if self._session is not None:
-                await self._session.close()
-                self._session = None
+            if self._client is not None:
+                await self._client.close()
+                self._client = None
 
     async def refresh(self) -> None:
         """Start a task for each new webhook; cancel the tasks of deleted ones."""
         rows = await self.node.store.read(webhooks.rows)
         async with self._lock:
-            if self._session is None:
+            if self._client is None:
                 return
             current = {r["id"]: r for r in rows}
             gone = [self.tasks.pop(i) for i in list(self.tasks) if i not in current]
@@ -144,15 +145,16 @@ class Webhooks:
             await asyncio.sleep(self.backoff(failures))
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
-        assert self._session is not None
+        assert self._client is not None
         try:
-            async with self._session.post(url, data=body, headers=headers,
-                                          allow_redirects=False) as r:
+            async with self._client.request("POST", url, data=body, headers=headers) as r:
                 if 200 <= r.status < 300:
                     return None
                 return f"receiver answered HTTP {r.status}"
         except TimeoutError:
             return "timed out"
+        except RefusedAddress as exc:
+            return str(exc)
         except aiohttp.ClientError as exc:
             return f"{type(exc).__name__}: {exc}"[:300]
 
