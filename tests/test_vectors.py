@@ -294,6 +294,119 @@ def test_invalid_payload_request(case: dict[str, Any]) -> None:
     assert info.value.code == case["code"]
 
 
+# --- state messages and wants (§14.1) -----------------------------------------------------
+
+SYNC = load("sync.json")
+
+
+def test_state_and_digest() -> None:
+    v = SYNC["state"]
+    heads = {h(a): sync.Head(x["seq"], h(x["id"])) for a, x in v["heads"].items()}
+    forks = [h(f) for f in v["forks"]]
+    state = sync.encode_state(heads, forks)
+    assert state.hex() == v["canonical"]
+    assert sync.decode_state(state) == (heads, forks)
+    assert v["digest_prefix"] == b"aidmesh/state/v1\x00".hex()
+    assert sync.state_digest(state).hex() == v["digest"]
+    assert hashlib.sha256(h(v["digest_prefix"]) + state).hexdigest() == v["digest"]
+    empty = SYNC["empty_state"]
+    assert sync.encode_state({}, []).hex() == empty["canonical"]
+    assert sync.decode_state(h(empty["canonical"])) == ({}, [])
+    assert sync.state_digest(h(empty["canonical"])).hex() == empty["digest"]
+    # The forked log (fork.json) is advertised at the newest seq a node serves of it,
+    # the one below the fork (§8.3), with its proof beside it.
+    proof = decode_fork_proof(forks[0])
+    assert forks[0].hex() == load("fork.json")["proof"]
+    assert heads[proof.author].seq == proof.seq - 1
+
+
+def large_heads_from_recipe() -> list[tuple[str, list[Any]]]:
+    """sync.json large_state's recipe, followed independently of the generator."""
+    authors = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(10_001)]
+    return sorted((a.hex(), [1, hashlib.sha256(a).digest()]) for a in authors)
+
+
+def test_state_in_two_chunks() -> None:
+    v = SYNC["large_state"]
+    items = large_heads_from_recipe()
+    sizes = v["chunk_sizes"]
+    chunks = [dict(items[:sizes[0]]), dict(items[sizes[0]:])]
+    assert [len(c) for c in chunks] == sizes == [sync.HEADS_CHUNK, 1]
+    state = canonical.encode({"forks": [], "heads": chunks})
+    assert (len(state), hashlib.sha256(state).hexdigest()) == (v["length"], v["sha256"])
+    heads = {bytes.fromhex(a): sync.Head(x[0], x[1]) for a, x in items}
+    assert sync.encode_state(heads, []) == state
+    assert sync.decode_state(state) == (heads, [])
+    assert sync.state_digest(state).hex() == v["digest"]
+
+
+@pytest.mark.parametrize("case", SYNC["invalid_large_states"], ids=lambda c: c["name"])
+def test_invalid_large_state(case: dict[str, Any]) -> None:
+    items = large_heads_from_recipe()
+    state = canonical.encode({"forks": [], "heads": [dict(items[1:]), dict(items[:1])]})
+    assert (len(state), hashlib.sha256(state).hexdigest()) == (case["length"], case["sha256"])
+    with pytest.raises(ProtocolError) as info:
+        sync.decode_state(state)
+    assert info.value.code == case["code"]
+
+
+def test_want() -> None:
+    v = SYNC["want"]
+    want = {h(a): after for a, after in v["want"].items()}
+    assert sync.encode_want(want).hex() == v["canonical"]
+    assert sync.decode_want(h(v["canonical"])) == want
+    assert sync.encode_want({}).hex() == SYNC["empty_want"]["canonical"]
+    assert sync.decode_want(h(SYNC["empty_want"]["canonical"])) == {}
+
+
+@pytest.mark.parametrize(("decode", "field", "case"), [
+    *[(sync.decode_heads, "heads", c) for c in SYNC["invalid_heads"]],
+    *[(sync.decode_state, "state", c) for c in SYNC["invalid_states"]],
+    *[(sync.decode_want, "want", c) for c in SYNC["invalid_wants"]],
+], ids=lambda x: x["name"] if isinstance(x, dict) else "")
+def test_invalid_round_message(decode: Any, field: str, case: dict[str, Any]) -> None:
+    with pytest.raises(ProtocolError) as info:
+        decode(h(case[field]))
+    assert info.value.code == case["code"], str(info.value)
+
+
+# --- every rule of the spec has a vector -----------------------------------------------------
+
+# Sections whose rule tables a decoder applies; N1-N5 (§13.4) are what a node does, not
+# checks of a message, and §14.4's numbered steps are HTTP statuses (tests/test_federation*).
+RULE_SECTIONS = ("Canonical msgpack", "Validation rules", "Forks", "Sealed fields",
+                 "Sync messages", "Federation HTTP (node-to-node)")
+
+
+def spec_rules() -> set[str]:
+    rules = set()
+    for title in RULE_SECTIONS:
+        rules |= set(re.findall(r"^\| ([A-Z]{1,2}[0-9]+[a-z]?) \|", _doc_section(title), re.M))
+    return {r for r in rules if not r.startswith("N")}
+
+
+def vector_rules(value: Any) -> Iterator[str]:
+    """Every rule named by a vector ("P4/M6" names both)."""
+    if isinstance(value, dict):
+        if isinstance(value.get("rule"), str):
+            yield from value["rule"].split("/")
+        for x in value.values():
+            yield from vector_rules(x)
+    elif isinstance(value, list):
+        for x in value:
+            yield from vector_rules(x)
+
+
+def test_every_rule_has_a_vector() -> None:
+    rules = spec_rules()
+    assert {"H11", "M3a", "W1", "ST7", "WT4", "HV4", "PR5", "O6", "F5"} <= rules
+    covered = {r for name in FILES for r in vector_rules(load(name))}
+    if any(r.startswith("C") for r in covered):
+        covered.add("P5")  # P5 is "the C rules apply": its vectors are the C vectors
+    assert sorted(rules - covered) == [], "rules of docs/protocol.md without a vector"
+    assert sorted(covered - rules) == [], "vectors name rules the spec does not have"
+
+
 # --- the spec quotes the same bytes -------------------------------------------------------
 
 
@@ -340,6 +453,7 @@ def test_doc_constants() -> None:
     text = DOC.read_text(encoding="utf-8")
     assert SIGNING_PREFIX.hex() in text
     assert b"aidmesh/heads/v1\x00".hex() in text
+    assert sync.STATE_DIGEST_PREFIX.hex() in text
 
     for code in {c["code"] for c in INVALID}:
         assert f"`{code}`" in text, f"error code {code} is not documented"

@@ -46,9 +46,15 @@ def frozen(conn: sqlite3.Connection) -> dict[bytes, int]:
 
 
 def served_state(conn: sqlite3.Connection, me: bytes, hops: int) -> bytes:
-    """The state message: heads and fork proofs of the authors in this node's scope."""
+    """The state message: heads and fork proofs of the authors in this node's scope.
+
+    A log frozen at fork seq s is advertised at s - 1 (left out if s = 1), the newest
+    entry `plan_pull` serves of it, so a peer is never told of entries it cannot get."""
     authors = scope(conn, me, hops)
-    ours = {a: h for a, h in heads(conn).items() if a in authors}
+    ours = {r["author"]: Head(r["seq"], r["id"]) for r in conn.execute(
+        "SELECT e.author, e.seq, e.id FROM heads h LEFT JOIN forks f ON f.author = h.author "
+        "JOIN entries e ON e.author = h.author AND e.seq = min(h.seq, coalesce(f.seq - 1, h.seq))"
+    ) if r["author"] in authors}
     forks = [r["proof"] for r in conn.execute("SELECT author, proof FROM forks")
              if r["author"] in authors]
     return encode_state(ours, forks)

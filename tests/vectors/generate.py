@@ -83,6 +83,11 @@ def sign_raw(ident: Identity, header_bytes: bytes) -> bytes:
     return header_bytes + ident.sign(SIGNING_PREFIX + header_bytes)
 
 
+def with_field(entry: Entry, **fields: Any) -> dict[str, Any]:
+    """The header map of ``entry`` with some fields replaced (to break one H rule)."""
+    return {**entry.header.to_map(), **fields}
+
+
 def header_map(ident: Identity, *, seq: int, ts: int, kind: str, payload: bytes,
                back: bytes | None = None) -> dict[str, Any]:
     m: dict[str, Any] = {"v": 1, "author": ident.public, "seq": seq, "ts": ts, "kind": kind,
@@ -334,15 +339,15 @@ def build_invalid(logs: dict[str, Log]) -> dict[str, Any]:
     cases.append(case("signed header no longer than a signature", "H2", "malformed", "entry",
                       [(bytes(64), None)]))
     hb = c1.header_bytes
-    cases.append(case("trailing byte after the header map (signed)", "H3", "trailing-bytes",
+    cases.append(case("trailing byte after the header map (signed)", "H3/M4", "trailing-bytes",
                       "entry", [(sign_raw(ident, hb + b"\xc0"), c1.payload)]))
     noncanon_seq = hb.replace(b"\xa3seq\x01", b"\xa3seq\xcc\x01")
     assert noncanon_seq != hb
-    cases.append(case("non-canonical header: seq 1 as uint8 (cc 01)", "H3", "non-canonical",
+    cases.append(case("non-canonical header: seq 1 as uint8 (cc 01)", "H3/M8", "non-canonical",
                       "entry", [(sign_raw(ident, noncanon_seq), c1.payload)]))
     m = c1.header.to_map()
     unsorted = msgpack.packb(dict(sorted(m.items(), reverse=True)), use_bin_type=True)
-    cases.append(case("non-canonical header: keys not sorted", "H3", "non-canonical", "entry",
+    cases.append(case("non-canonical header: keys not sorted", "H3/M8", "non-canonical", "entry",
                       [(sign_raw(ident, unsorted), c1.payload)]))
     cases.append(case("header is an array, not a map", "H4", "bad-header", "entry",
                       [(sign_raw(ident, canonical.encode([1, 2, 3])), None)]))
@@ -377,10 +382,25 @@ def build_invalid(logs: dict[str, Log]) -> dict[str, Any]:
     huge["psize"] = 65537
     cases.append(case("header declares a 65537-byte payload", "H12", "payload-too-large",
                       "entry", [(signed(huge), None)]))
+    cases.append(case("psize 2^32: in the range of H11, over the limit of H12", "H12",
+                      "payload-too-large", "entry", [(signed(with_field(c1, psize=2**32)),
+                                                      None)]))
+    for label, value in (("2^32 + 1", 2**32 + 1), ("-1", -1), ("a string", "12")):
+        cases.append(case(f"psize {label}", "H11", "bad-header", "entry",
+                          [(signed(with_field(c1, psize=value)), None)]))
     shortauthor = c1.header.to_map()
     shortauthor["author"] = ident.public[:31]
     cases.append(case("author is 31 bytes", "H13", "bad-header", "entry",
                       [(sign_raw(ident, canonical.encode(shortauthor)), c1.payload)]))
+    cases.append(case("backlink is 31 bytes", "H14", "bad-header", "entry",
+                      [(signed(with_field(c2, back=c1.id[:31])), c2.payload)]))
+    cases.append(case("backlink is hex text, not bin", "H14", "bad-header", "entry",
+                      [(signed(with_field(c2, back=c1.id.hex())), c2.payload)]))
+    for label, value in (("-1", -1), ("2^53", 2**53)):
+        cases.append(case(f"timestamp {label}", "H15", "bad-header", "entry",
+                          [(signed(with_field(c1, ts=value)), None)]))
+    cases.append(case("payload hash is 31 bytes", "H16", "bad-header", "entry",
+                      [(signed(with_field(c1, phash=c1.header.payload_hash[:31])), None)]))
 
     # --- signature and time ---
     bad_sig = bytearray(c1.raw)
@@ -410,16 +430,30 @@ def build_invalid(logs: dict[str, Log]) -> dict[str, Any]:
                       [(c1.raw, bytes(swapped))]))
     unsorted_payload = msgpack.packb({"title": "Ladder", "category": "tools",
                                       "action": "lend"}, use_bin_type=True)
-    cases.append(case("non-canonical payload: keys not sorted", "P4", "non-canonical", "entry",
+    cases.append(case("non-canonical payload: keys not sorted", "P4/M8", "non-canonical", "entry",
                       [offer_with(unsorted_payload)]))
-    cases.append(case("trailing byte after the payload", "P4", "trailing-bytes", "entry",
+    cases.append(case("trailing byte after the payload", "P4/M4", "trailing-bytes", "entry",
                       [offer_with(good_payload + b"\xc0")]))
     float_payload = msgpack.packb({"action": "lend", "category": "tools", "radius_km": 1.5,
                                    "title": "Ladder"}, use_bin_type=True)
-    cases.append(case("float in payload", "P4", "float", "entry", [offer_with(float_payload)]))
+    cases.append(case("float in payload", "P4/M5", "float", "entry",
+                      [offer_with(float_payload)]))
     ext_payload = b"\x81\xa1x\xd4\x01\x00"  # {"x": fixext1 type 1}
-    cases.append(case("msgpack ext in payload", "P4", "ext-type", "entry",
+    cases.append(case("msgpack ext in payload", "P4/M3b", "ext-type", "entry",
                       [offer_with(ext_payload)], note="any ext value is rejected"))
+    # The C-layer (§2.2) on the payload of an unknown kind, where any msgpack value may do.
+    for name, rule, code, raw_payload in (
+            ("empty payload (psize 0)", "P4/M2", "malformed", b""),
+            ("reserved byte c1", "P4/M3", "malformed", b"\xc1"),
+            ("text that is not UTF-8", "P4/M3", "malformed", b"\xa1\xff"),
+            ("array cut short", "P4/M3", "malformed", b"\x92\x01"),
+            ("array of 10001 nils", "P4/M3a", "too-long", b"\xdc\x27\x11" + b"\xc0" * 10001),
+            ("33 nested arrays", "P4/M6", "too-deep", b"\x91" * 32 + b"\x90"),
+            ("map with an integer key", "P4/M7", "bad-map-key", b"\x81\x01\x01"),
+            ("map with a bin key", "P4/M7", "bad-map-key", b"\x81\xc4\x01x\x01")):
+        raw_header = signed(header_map(ident, seq=1, ts=T0, kind="x-raw", payload=raw_payload))
+        cases.append(case(name, rule, code, "entry", [(raw_header, raw_payload)],
+                          note="kind x-raw is unknown: only the C-layer applies (§9.4)"))
 
     def content_case(name: str, rule: str, code: str, content: dict[str, Any],
                      kind: str = "offer") -> None:
@@ -474,6 +508,11 @@ def build_invalid(logs: dict[str, Log]) -> dict[str, Any]:
     cases.append(case("run with a payload that does not match", "P3", "payload-hash-mismatch",
                       "run", [(c1.raw, bytes(swapped)), (c2.raw, c2.payload)]))
     cases.append(case("empty run", "R0", "empty-run", "run", []))
+    late = header_map(ident, seq=2, ts=NOW_MS + 600_001, kind="offer", payload=good_payload,
+                      back=c1.id)
+    cases.append(case("run whose newest entry is more than 600 s ahead of now_ms", "T1",
+                      "future-timestamp", "run", [(c1.raw, c1.payload), (signed(late), None)],
+                      now_ms=NOW_MS, note="in a run only the newest entry is checked (§5.5)"))
 
     return {
         "description": "Inputs every implementation must reject with exactly this error "
@@ -499,8 +538,11 @@ def build_fork(logs: dict[str, Log]) -> dict[str, Any]:
     a, b = proof.first, proof.second
     swapped = canonical.encode({"a": b.raw, "b": a.raw})
     same = canonical.encode({"a": c2.raw, "b": c2.raw})
-    diff_seq = canonical.encode({"a": c2.raw, "b": c3.raw} if c2.id < c3.id
-                                else {"a": c3.raw, "b": c2.raw})
+    diff_seq = ordered(c2.raw, c3.raw)
+    bad_sig = bytearray(fork2.raw)
+    bad_sig[-1] ^= 0x01
+    bad_sig = bytes(bad_sig)
+    alice1 = logs["alice"].entries[0]
     return {
         "description": "A fork proof: canonical msgpack {a, b} of two signed headers by "
                        "one author at one seq, a's entry id < b's. 'invalid' proofs must be "
@@ -517,31 +559,80 @@ def build_fork(logs: dict[str, Log]) -> dict[str, Any]:
         "a_id": a.id.hex(),
         "b_id": b.id.hex(),
         "invalid": [
-            {"name": "headers in the wrong order", "proof": swapped.hex(), "code": "not-a-fork"},
-            {"name": "the same entry twice", "proof": same.hex(), "code": "not-a-fork"},
-            {"name": "different seq numbers", "proof": diff_seq.hex(), "code": "not-a-fork"},
+            {"name": name, "rule": rule, "proof": data.hex(), "code": "not-a-fork"}
+            for name, rule, data in (
+                ("keys not sorted", "F1", msgpack.packb({"b": b.raw, "a": a.raw},
+                                                        use_bin_type=True)),
+                ("over 2048 bytes", "F1", canonical.encode({"a": a.raw, "b": b.raw,
+                                                            "c": bytes(2048)})),
+                ("an extra key", "F2", canonical.encode({"a": a.raw, "b": b.raw, "c": 1})),
+                ("only one header", "F2", canonical.encode({"a": a.raw})),
+                ("a header that breaks H rules (64 zero bytes)", "F3",
+                 canonical.encode({"a": a.raw, "b": bytes(64)})),
+                ("a signature that does not verify", "F4", ordered(c2.raw, bad_sig)),
+                ("different authors", "F5", ordered(c1.raw, alice1.raw)),
+                ("different seq numbers", "F6", diff_seq),
+                ("the same entry twice", "F7", same),
+                ("headers in the wrong order", "F8", swapped),
+            )
         ],
     }
+
+
+def ordered(x: bytes, y: bytes) -> bytes:
+    """A proof-shaped map {a, b} of two signed headers in entry id order."""
+    a, b = sorted((x, y), key=lambda raw: hashlib.sha256(raw).digest())
+    return canonical.encode({"a": a, "b": b})
 
 
 def build_seal(seal_vec: dict[str, Any], box: bytes) -> dict[str, Any]:
-    tampered = bytearray(box)
-    tampered[-1] ^= 0x01
+    last_flipped = bytearray(box)
+    last_flipped[-1] ^= 0x01  # the box's last byte is the value of "v" (keys sorted)
+    m = canonical.decode(box)
+
+    def variant(**fields: Any) -> str:
+        return canonical.encode({**m, **fields}).hex()
+
+    def flip(data: bytes, index: int) -> bytes:
+        out = bytearray(data)
+        out[index] ^= 0x01
+        return bytes(out)
+
+    unsorted = msgpack.packb(dict(sorted(m.items(), reverse=True)), use_bin_type=True)
+    oversize = variant(ct=bytes(4096))
+    assert len(bytes.fromhex(oversize)) > 4096
+
+    def bad(name: str, rule: str, data: str, open_with: str = "alice",
+            code: str = "bad-seal") -> dict[str, Any]:
+        return {"name": name, "rule": rule, "box": data, "open_with": open_with, "code": code}
+
     return {
         "description": "A sealed box from bob to alice (X25519 static-static, HKDF-SHA256, "
                        "ChaCha20-Poly1305), with intermediate values. The same box is the "
-                       "'sealed' field of bob's first claim in entries.json.",
+                       "'sealed' field of bob's first claim in entries.json. 'invalid' boxes "
+                       "must be refused with 'code' when opened with the sealing key of "
+                       "'open_with'.",
         **seal_vec,
         "invalid": [
-            {"name": "last ciphertext byte flipped", "box": bytes(tampered).hex(),
-             "open_with": "alice", "code": "bad-seal"},
-            {"name": "opened by a third party", "box": box.hex(), "open_with": "carol",
-             "code": "not-a-party"},
+            bad("last byte of the box flipped: v = 0 (the ciphertext is intact)", "O2",
+                bytes(last_flipped).hex()),
+            bad("last byte of the tag flipped", "O6", variant(ct=flip(m["ct"], -1))),
+            bad("first ciphertext byte flipped", "O6", variant(ct=flip(m["ct"], 0))),
+            bad("nonce changed", "O6", variant(nonce=flip(m["nonce"], 0))),
+            bad("sender key is the all-zero point (X25519 result all zeros)", "O6",
+                variant(**{"from": bytes(32)})),
+            bad("keys not sorted", "O1", unsorted.hex()),
+            bad("box over 4096 bytes", "O1", oversize),
+            bad("an extra key", "O2", variant(x=1)),
+            bad("nonce of 11 bytes", "O3", variant(nonce=m["nonce"][:11])),
+            bad("ct shorter than a tag", "O4", variant(ct=m["ct"][:15])),
+            bad("opened by a third party", "O5", box.hex(), open_with="carol",
+                code="not-a-party"),
         ],
     }
 
 
-def build_sync(logs: dict[str, Log]) -> dict[str, Any]:
+def build_sync(logs: dict[str, Log], proof: bytes) -> dict[str, Any]:
     heads = {log.ident.public: sync.Head(log.head.seq, log.head.id) for log in logs.values()}
     enc = sync.encode_heads(heads)
     carol = logs["carol"].entries
@@ -567,12 +658,158 @@ def build_sync(logs: dict[str, Log]) -> dict[str, Any]:
                    {"signed_header": carol[2].raw.hex(), "payload": carol[2].payload.hex()}],
         "frame_stream": stream.hex(),
         "invalid_streams": [
-            {"name": "stream cut inside the last frame", "stream": stream[:-1].hex(),
-             "code": "truncated"},
-            {"name": "frame array with an array16 header", "stream": noncanon.hex(),
-             "code": "non-canonical"},
+            {"name": name, "rule": rule, "stream": data.hex(), "code": code}
+            for name, rule, code, data in (
+                *bad_frames(carol[0].raw, stream),
+                ("frame array with an array16 header", "W5", "non-canonical", noncanon),
+                ("stream cut inside the last frame", "W6", "truncated", stream[:-1]),
+            )
         ],
         **payload_vectors(carol),
+        **round_vectors(logs, proof),
+    }
+
+
+def bad_frames(raw: bytes, stream: bytes) -> list[tuple[str, str, str, bytes]]:
+    """Pages that break W1-W4 (§13.3), each after one good frame where it matters."""
+    frame = sync.encode_frame
+    return [
+        ("a str where a frame belongs", "W1", "bad-frame", stream + b"\xa1x"),
+        ("a map where a frame belongs", "W1", "bad-frame", b"\x81\xa1a\xc0"),
+        ("an ext value where a frame belongs", "W1", "bad-frame", b"\xd4\x01\x00"),
+        ("a str inside a frame", "W1", "bad-frame", b"\x92\xa1x\xc0"),
+        ("an integer where a frame belongs", "W1", "bad-frame", b"\x01"),
+        ("a frame of three items", "W2", "bad-frame", canonical.encode([raw, None, None])),
+        ("a frame of one item", "W2", "bad-frame", canonical.encode([raw])),
+        ("a frame whose payload is an integer", "W2", "bad-frame", canonical.encode([raw, 0])),
+        ("a frame whose header is nil", "W2", "bad-frame", canonical.encode([None, None])),
+        ("a signed header of 577 bytes", "W3", "header-too-large", frame(bytes(577), None)),
+        ("a payload of 65537 bytes", "W4", "payload-too-large", frame(raw, bytes(65537))),
+    ]
+
+
+def large_heads() -> dict[bytes, sync.Head]:
+    """10,001 logs, more than one heads chunk holds: author i = SHA-256 of i as 4 bytes
+    big-endian (i = 0 ... 10000), each at seq 1 with head id SHA-256(author)."""
+    authors = [hashlib.sha256(i.to_bytes(4, "big")).digest() for i in range(10_001)]
+    return {a: sync.Head(1, hashlib.sha256(a).digest()) for a in authors}
+
+
+def round_vectors(logs: dict[str, Log], proof: bytes) -> dict[str, Any]:
+    """§14.1: a state (heads chunks and fork proofs), its digest, a want; and the states,
+    wants and heads vectors every node must refuse, each with the rule it breaks."""
+    carol = logs["carol"].entries
+    # carol's log is forked at seq 2 (fork.json), so a node advertises it at seq 1 (§8.3).
+    heads = {log.ident.public: sync.Head(log.head.seq, log.head.id)
+             for log in logs.values() if log.name != "carol"}
+    heads[carol[0].author] = sync.Head(1, carol[0].id)
+    state = sync.encode_state(heads, [proof])
+    empty = sync.encode_state({}, [])
+    large = sync.encode_state(large_heads(), [])
+    items = sorted((a.hex(), [h.seq, h.id]) for a, h in large_heads().items())
+    swapped = canonical.encode({"forks": [], "heads": [dict(items[1:]), dict(items[:1])]})
+    alice, bob = logs["alice"].ident.public.hex(), logs["bob"].ident.public.hex()
+    a_head = [1, carol[0].id]
+    want = {carol[0].author: 1, logs["alice"].ident.public: 0}
+
+    def st(value: Any) -> bytes:
+        return canonical.encode(value)
+
+    return {
+        "state": {
+            "heads": {a.hex(): {"seq": h.seq, "id": h.id.hex()} for a, h in heads.items()},
+            "forks": [proof.hex()],
+            "canonical": state.hex(),
+            "digest_prefix": sync.STATE_DIGEST_PREFIX.hex(),
+            "digest": sync.state_digest(state).hex(),
+            "note": "carol's log is forked at seq 2 (fork.json): it is advertised at seq 1, "
+                    "the newest entry a node serves of it, with the proof beside it",
+        },
+        "empty_state": {"canonical": empty.hex(), "digest": sync.state_digest(empty).hex()},
+        "large_state": {
+            "recipe": "10,001 logs: author i = SHA-256 of i as 4 bytes big-endian "
+                      "(i = 0 ... 10000), each at seq 1 with head id SHA-256(author); no "
+                      "fork proofs. The heads fill two chunks: the 10,000 smallest author "
+                      "hex keys, then the largest one.",
+            "chunk_sizes": [10_000, 1],
+            "length": len(large),
+            "sha256": hashlib.sha256(large).hexdigest(),
+            "digest": sync.state_digest(large).hex(),
+        },
+        "want": {"want": {a.hex(): after for a, after in want.items()},
+                 "canonical": sync.encode_want(want).hex()},
+        "empty_want": {"canonical": sync.encode_want({}).hex()},
+        "invalid_heads": [
+            {"name": name, "rule": rule, "heads": data.hex(), "code": code}
+            for name, rule, code, data in (
+                ("keys not sorted", "HV1", "non-canonical",
+                 msgpack.packb({bob: a_head, alice: a_head}, use_bin_type=True)),
+                ("an array, not a map", "HV2", "bad-heads", st([[alice, a_head]])),
+                ("a key in upper-case hex", "HV3", "bad-heads", st({alice.upper(): a_head})),
+                ("a key of 63 hex digits", "HV3", "bad-heads", st({alice[:63]: a_head})),
+                ("a key in node id form (am...)", "HV3", "bad-heads",
+                 st({"am" + alice: a_head})),
+                ("seq 0", "HV4", "bad-heads", st({alice: [0, carol[0].id]})),
+                ("seq true (a boolean)", "HV4", "bad-heads", st({alice: [True, carol[0].id]})),
+                ("a head id of 31 bytes", "HV4", "bad-heads", st({alice: [1, carol[0].id[:31]]})),
+                ("a head of three items", "HV4", "bad-heads", st({alice: [*a_head, 0]})),
+                ("a head id as hex text", "HV4", "bad-heads",
+                 st({alice: [1, carol[0].id.hex()]})),
+            )
+        ],
+        "invalid_states": [
+            {"name": name, "rule": rule, "state": data.hex(), "code": code}
+            for name, rule, code, data in (
+                ("keys not sorted", "ST1", "non-canonical",
+                 msgpack.packb({"heads": [], "forks": []}, use_bin_type=True)),
+                ("a trailing byte", "ST1", "trailing-bytes", empty + b"\xc0"),
+                ("a bare heads vector", "ST2", "bad-state", sync.encode_heads(heads)),
+                ("an extra key", "ST2", "bad-state", st({"forks": [], "heads": [], "x": 1})),
+                ("no forks key", "ST2", "bad-state", st({"heads": []})),
+                ("forks is a map", "ST3", "bad-state", st({"forks": {}, "heads": []})),
+                ("a fork proof as hex text", "ST3", "bad-state",
+                 st({"forks": [proof.hex()], "heads": []})),
+                ("forks not sorted", "ST4", "non-canonical",
+                 st({"forks": [b"\x02", b"\x01"], "heads": []})),
+                ("the same fork proof twice", "ST4", "non-canonical",
+                 st({"forks": [proof, proof], "heads": []})),
+                ("heads is one map, not an array of chunks", "ST5", "bad-state",
+                 st({"forks": [], "heads": {alice: a_head}})),
+                ("a heads chunk that is an array", "ST5", "bad-state",
+                 st({"forks": [], "heads": [[alice, a_head]]})),
+                ("an empty heads chunk", "ST6", "non-canonical", st({"forks": [], "heads": [{}]})),
+                ("a short chunk before the last", "ST6", "non-canonical",
+                 st({"forks": [], "heads": [{alice: a_head}, {bob: a_head}]})),
+                ("a chunk with a key in upper-case hex", "ST8", "bad-heads",
+                 st({"forks": [], "heads": [{alice.upper(): a_head}]})),
+                ("a chunk with seq 0", "ST8", "bad-heads",
+                 st({"forks": [], "heads": [{alice: [0, carol[0].id]}]})),
+            )
+        ],
+        "invalid_large_states": [{
+            "name": "large_state's chunks out of author order",
+            "rule": "ST7", "recipe": "large_state's authors, heads = [{the 10,000 largest "
+                                     "author hex keys}, {the smallest one}]: the first chunk "
+                                     "is full, but the second sorts before it",
+            "length": len(swapped), "sha256": hashlib.sha256(swapped).hexdigest(),
+            "code": "non-canonical",
+        }],
+        "invalid_wants": [
+            {"name": name, "rule": rule, "want": data.hex(), "code": code}
+            for name, rule, code, data in (
+                ("keys not sorted", "WT1", "non-canonical",
+                 msgpack.packb({"want": {bob: 0, alice: 0}}, use_bin_type=True)),
+                ("a bare map of authors", "WT2", "bad-want", st({alice: 0})),
+                ("want is an array", "WT2", "bad-want", st({"want": [alice]})),
+                ("an extra key", "WT2", "bad-want", st({"want": {}, "x": 1})),
+                ("a key in node id form (am...)", "WT3", "bad-want",
+                 st({"want": {"am" + alice: 0}})),
+                ("a key in upper-case hex", "WT3", "bad-want", st({"want": {alice.upper(): 0}})),
+                ("after -1", "WT4", "bad-want", st({"want": {alice: -1}})),
+                ("after false (a boolean)", "WT4", "bad-want", st({"want": {alice: False}})),
+                ("after as text", "WT4", "bad-want", st({"want": {alice: "0"}})),
+            )
+        ],
     }
 
 
@@ -587,23 +824,28 @@ def payload_vectors(carol: list[Entry]) -> dict[str, Any]:
         "payload_request": {"ids": [i.hex() for i in ids], "canonical": request.hex()},
         "payload_answer": {"held": [carol[2].id.hex()], "stream": answer.hex()},
         "invalid_payload_requests": [
-            {"name": "ids not in ascending order",
-             "request": canonical.encode({"ids": ids[::-1]}).hex(), "code": "non-canonical"},
-            {"name": "the same id twice",
-             "request": canonical.encode({"ids": [ids[0], ids[0]]}).hex(),
-             "code": "non-canonical"},
-            {"name": "no ids", "request": canonical.encode({"ids": []}).hex(),
-             "code": "bad-payload-request"},
-            {"name": "501 ids", "request": canonical.encode({"ids": sorted(many)}).hex(),
-             "code": "bad-payload-request"},
-            {"name": "an id of 31 bytes",
-             "request": canonical.encode({"ids": [ids[0][:31]]}).hex(),
-             "code": "bad-payload-request"},
-            {"name": "ids as hex text",
-             "request": canonical.encode({"ids": [i.hex() for i in ids]}).hex(),
-             "code": "bad-payload-request"},
-            {"name": "another key", "request": canonical.encode({"want": [ids[0]]}).hex(),
-             "code": "bad-payload-request"},
+            {"name": name, "rule": rule, "request": data.hex(), "code": code}
+            for name, rule, code, data in (
+                ("1000 ids: over 32 KiB", "PR1/M1", "too-large", canonical.encode(
+                    {"ids": sorted(hashlib.sha256(i.to_bytes(2, "big")).digest()
+                                   for i in range(1000))})),
+                ("a trailing byte", "PR1", "trailing-bytes", request + b"\xc0"),
+                ("another key", "PR2", "bad-payload-request",
+                 canonical.encode({"want": [ids[0]]})),
+                ("ids is a bin, not an array", "PR2", "bad-payload-request",
+                 canonical.encode({"ids": ids[0]})),
+                ("no ids", "PR3", "bad-payload-request", canonical.encode({"ids": []})),
+                ("501 ids", "PR3", "bad-payload-request",
+                 canonical.encode({"ids": sorted(many)})),
+                ("an id of 31 bytes", "PR4", "bad-payload-request",
+                 canonical.encode({"ids": [ids[0][:31]]})),
+                ("ids as hex text", "PR4", "bad-payload-request",
+                 canonical.encode({"ids": [i.hex() for i in ids]})),
+                ("ids not in ascending order", "PR5", "non-canonical",
+                 canonical.encode({"ids": ids[::-1]})),
+                ("the same id twice", "PR5", "non-canonical",
+                 canonical.encode({"ids": [ids[0], ids[0]]})),
+            )
         ],
     }
 
@@ -612,12 +854,13 @@ def payload_vectors(carol: list[Entry]) -> dict[str, Any]:
 
 def build() -> dict[str, dict[str, Any]]:
     entries, logs, seal_vec, box = build_entries()
+    fork = build_fork(logs)
     return {
         "entries.json": entries,
         "invalid.json": build_invalid(logs),
-        "fork.json": build_fork(logs),
+        "fork.json": fork,
         "seal.json": build_seal(seal_vec, box),
-        "sync.json": build_sync(logs),
+        "sync.json": build_sync(logs, bytes.fromhex(fork["proof"])),
     }
 
 
