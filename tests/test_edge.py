@@ -19,6 +19,8 @@ from pathlib import Path
 import aiohttp
 from conftest import wait_for
 
+from bench.edge import held_open
+
 ROOT = Path(__file__).resolve().parent.parent
 HEADER_S, BODY_S = 2.0, 3.0
 SLOW, ENDLESS = 1000, 50
@@ -29,38 +31,6 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-async def held_open(port: int, source: str, first: bytes, trickle: bytes) -> float | None:
-    """Send ``first`` then ``trickle`` a byte at a time; seconds until the node closed the
-    connection (None: the connection could not even be opened)."""
-    try:
-        reader, writer = await asyncio.open_connection("127.0.0.1", port,
-                                                       local_addr=(source, 0))
-    except OSError:
-        return None
-    started = time.monotonic()
-
-    async def drip() -> None:
-        try:
-            writer.write(first)
-            for i in range(10_000):
-                await asyncio.sleep(0.25)
-                writer.write(trickle[i % len(trickle):i % len(trickle) + 1])
-                await writer.drain()
-        except (ConnectionError, RuntimeError):
-            pass
-
-    dripping = asyncio.create_task(drip())
-    try:
-        while await reader.read(4096):
-            pass
-    except ConnectionError:
-        pass
-    finally:
-        dripping.cancel()
-        writer.close()
-    return time.monotonic() - started
 
 
 async def test_slow_and_endless_requests_do_not_hold_the_node(make_home, tmp_path):
@@ -88,12 +58,13 @@ async def test_slow_and_endless_requests_do_not_hold_the_node(make_home, tmp_pat
                     return False
 
             await wait_for(lambda: answers("/healthz"), timeout=30, what="the node to serve")
+            never = asyncio.Event()  # the attackers go on until the node cuts them off
             slow = [held_open(port, "127.0.0.2", b"GET /healthz HTTP/1.1\r\nHo",
-                              b"st: x\r\nX-Slow: " + b"y" * 64) for _ in range(SLOW)]
+                              b"st: x\r\nX-Slow: " + b"y" * 64, never) for _ in range(SLOW)]
             chunked = (b"POST /api/v1/offers HTTP/1.1\r\nHost: x\r\nAuthorization: Bearer "
                        + token.encode() + b"\r\nContent-Type: application/json\r\n"
                        b"Transfer-Encoding: chunked\r\n\r\n1\r\n{\r\n")
-            endless = [held_open(port, "127.0.0.3", chunked, b"1\r\n \r\n")
+            endless = [held_open(port, "127.0.0.3", chunked, b"1\r\n \r\n", never)
                        for _ in range(ENDLESS)]
             attack = asyncio.gather(*slow, *endless)
             honest = []
