@@ -15,7 +15,7 @@ from protocol import Identity
 from .config import Config
 from .federation.gossip import Gossip
 from .federation.server import MAX_PULL_BODY, federation_app
-from .http import admin, events, exchange, limits, listings, moderation
+from .http import admin, events, exchange, limits, listings, moderation, vocabulary
 from .http import node as node_routes
 from .http.middleware import authenticate, request_context
 from .runtime import NODE, Metrics, Node
@@ -65,7 +65,7 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
         held.release()
 
     app.cleanup_ctx.append(open_node)
-    for routes in (node_routes, listings, exchange, admin, moderation, events):
+    for routes in (node_routes, listings, exchange, admin, moderation, events, vocabulary):
         routes.add_routes(app)
     app.add_subapp("/federation/v1", federation_app())
     return app

@@ -59,11 +59,13 @@ def build_parser() -> argparse.ArgumentParser:
         a = command(ksub, "add", f"post a new {kind}", cmd.cmd_listing_add(kind),
                     json_out=True)
         a.add_argument("--title", required=True)
-        a.add_argument("--category", required=True, help="taxonomy path, e.g. food/bread")
+        a.add_argument("--category", required=True,
+                       help="taxonomy path, e.g. food/bread ('aidmesh categories' lists them)")
         a.add_argument("--action", default="transfer",
                        choices=["transfer", "deliverService", "lend", "use"])
         a.add_argument("--description")
-        a.add_argument("--quantity", help="number and unit, e.g. '20 loaves'")
+        a.add_argument("--quantity", help="number and unit, e.g. '20 loaves' (stored as "
+                       "'20 loaf'; 'aidmesh units' lists the units)")
         a.add_argument("--area", help="H3 cell, resolution 8 or coarser")
         a.add_argument("--available-from", dest="available_from", help="RFC 3339 time")
         a.add_argument("--available-until", dest="available_until", help="RFC 3339 time")
@@ -121,14 +123,22 @@ def build_parser() -> argparse.ArgumentParser:
         if action == "decline":
             a.add_argument("--reason")
         else:
-            a.add_argument("--quantity", help="in the listing's unit (accept: default what "
-                           "the claim asked, at most what is left)")
+            a.add_argument("--quantity", help="a number in the listing's unit, or a number "
+                           "and a unit that converts to it, e.g. '500 g' (accept: default "
+                           "what the claim asked, at most what is left)")
 
     msub = group("match", "needs and offers that fit each other")
     a = command(msub, "list", "live matches, best first", cmd.cmd_match_list, json_out=True)
     a.add_argument("--local-only", dest="local_only", action="store_true",
                    help="only matches where the need or the offer is this node's")
     a.add_argument("--limit", type=int, default=50)
+
+    for name, func, text in (("categories", cmd.cmd_categories, "the categories offers and "
+                              "needs take: starter taxonomy, the group's own, peers'"),
+                             ("units", cmd.cmd_units, "the units quantities take, with "
+                              "their conversions and synonyms")):
+        a = command(sub, name, text, func, json_out=True)
+        a.add_argument("--lang", default="en", choices=["en", "es"], help="label language")
 
     command(sub, "reindex", "rebuild state from the log", cmd.cmd_reindex)
     command(sub, "backup", "online backup of the database to PATH",

@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from . import __version__
 from .config import load_config
 from .home import initialise, load_identity
-from .services import claims, ids, listings, matches, peers, status, tokens
+from .services import claims, ids, listings, matches, peers, status, tokens, vocabulary
 from .services.ledger import open_ledger
 from .state.query import ListingQuery
 from .store.files import private_dir
@@ -141,10 +141,9 @@ def _listing_body(args: argparse.Namespace, kind: str) -> dict[str, Any]:
         if getattr(args, key):
             body[key] = getattr(args, key)
     if args.quantity:
-        value, _, unit = args.quantity.strip().partition(" ")
-        if not unit.strip():
+        body["quantity"] = _quantity(args.quantity)
+        if not isinstance(body["quantity"], dict):
             raise CliError("--quantity is a number and a unit, e.g. '20 loaves'")
-        body["quantity"] = {"value": value, "unit": unit.strip()}
     if args.tag:
         body["tags"] = args.tag
     if kind == "need":
@@ -155,10 +154,18 @@ def _listing_body(args: argparse.Namespace, kind: str) -> dict[str, Any]:
     return body
 
 
+def _quantity(text: str) -> dict[str, str] | str:
+    """'20 loaves' -> {value, unit} (the service normalises the unit); '3' -> '3'."""
+    value, _, unit = text.strip().partition(" ")
+    return {"value": value, "unit": unit.strip()} if unit.strip() else value
+
+
 def cmd_listing_add(kind: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         body = _listing_body(args, kind)
-        item = _write(args, lambda ledger, c: listings.post(ledger, c, kind, body))
+        config = load_config(args.home)  # the settings' own categories and units count
+        item = _write(args, lambda ledger, c: (vocabulary.publish(ledger, c, config),
+                                               listings.post(ledger, c, kind, body))[1])
         _emit(args, [item], lambda i: f"posted {kind} {listing_line(i)}")
 
     return run
@@ -233,7 +240,7 @@ def cmd_claim_respond(action: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         raw: dict[str, Any] = {}
         if getattr(args, "quantity", None) is not None:
-            raw["quantity"] = args.quantity
+            raw["quantity"] = _quantity(args.quantity)
         if getattr(args, "reason", None):
             raw["reason"] = args.reason
         body = claims.response_body(action, raw)
@@ -261,6 +268,19 @@ def cmd_match_list(args: argparse.Namespace) -> None:
                 f"{km} km  {item['need']['title']} / {item['offer']['title']}")
 
     _emit(args, items, line)
+
+
+def cmd_categories(args: argparse.Namespace) -> None:
+    items = _read(args, lambda ledger, c: vocabulary.categories(c, ledger))
+    _emit(args, items, lambda i: f"{i['path']:<22} {i['labels'].get(args.lang) or ''}"
+          + ("" if i["source"] == "starter" else f"  ({i['source']})"))
+
+
+def cmd_units(args: argparse.Namespace) -> None:
+    items = _read(args, lambda ledger, c: vocabulary.unit_list(c, ledger))
+    _emit(args, items, lambda u: f"{u['code']:<7} {u['dimension']:<7} "
+          f"{u['factor'] + ' ' + u['base'] if u['base'] != u['code'] else '':<16} "
+          f"{u['labels'].get(args.lang, '')}  {' '.join(u['synonyms'][:6])}")
 
 
 # -- tokens and peers ---------------------------------------------------------------------------

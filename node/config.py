@@ -11,6 +11,9 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
+from protocol.taxonomy import is_category
+from protocol.units import UNIT_CODE_RE, lookup
+
 DEFAULT_HOME = "aidmesh-data"
 CONFIG_FILE = "aidmesh.toml"
 
@@ -37,6 +40,10 @@ class Config:
     body_timeout_s: float = 10.0
     max_connections: int = 768
     max_connections_per_address: int = 64
+    # Outbound calls (peers, webhooks): extra refused address ranges (comma-separated
+    # CIDRs), checked after DNS; webhooks may call loopback / link-local only if allowed.
+    outbound_deny: str = ""
+    webhook_allow_local: bool = False
     # Client API rate limits (requests/s sustained, and bursts) per token and per address;
     # 0 turns one off. Federation has its own per-peer limits.
     api_rate_per_s: float = 50.0
@@ -53,6 +60,11 @@ class Config:
     # Matching keeps each listing's best this many counterparts (node/state/matching.py,
     # MAX_MATCHES); 0 keeps every fitting pair, which N needs and N offers make N².
     max_matches_per_listing: int = 20
+    # The group's own vocabulary beyond the starter lists (docs/protocol.md §9.7, §11):
+    # category paths like "food/soup" and unit codes like "pallet". Published in the
+    # group's profile; the environment takes them comma-separated.
+    categories: list[str] = field(default_factory=list)
+    units: list[str] = field(default_factory=list)
     log_level: str = "INFO"
 
     @property
@@ -73,17 +85,28 @@ class Config:
         for key, value in asdict(self).items():
             if key == "home":
                 continue
-            if isinstance(value, bool):
+            if isinstance(value, list):
+                text = "[" + ", ".join(_quote(str(v)) for v in value) + "]"
+            elif isinstance(value, bool):
                 text = "true" if value else "false"
             elif isinstance(value, (int, float)):
                 text = str(value)
             else:
-                text = '"' + str(value).replace("\\", "\\\\").replace('"', '\\"') + '"'
+                text = _quote(str(value))
             lines.append(f"{key} = {text}")
         return "\n".join(lines) + "\n"
 
 
+def _quote(text: str) -> str:
+    return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+
 def _coerce(name: str, kind: type, value: object, source: str) -> object:
+    if kind is list:
+        items = value.split(",") if isinstance(value, str) else value
+        if not isinstance(items, list) or not all(isinstance(v, str) for v in items):
+            raise ConfigError(f"{source}: {name} must be a list of strings, got {value!r}")
+        return [v.strip() for v in items if v.strip()]
     try:
         if kind is bool:
             if isinstance(value, bool):
@@ -128,8 +151,29 @@ def load_config(home: str | Path | None = None, env: dict[str, str] | None = Non
     if not 0 <= cfg.max_matches_per_listing <= 500:
         raise ConfigError("max_matches_per_listing must be 0-500 (0: no bound), got "
                           f"{cfg.max_matches_per_listing}")
+    _check_vocabulary(cfg)
     if min(cfg.header_timeout_s, cfg.body_timeout_s) <= 0 or min(
             cfg.max_connections, cfg.max_connections_per_address) < 1:
         raise ConfigError("header_timeout_s and body_timeout_s must be above 0, "
                           "max_connections and max_connections_per_address at least 1")
     return cfg
+
+
+def _check_vocabulary(cfg: Config) -> None:
+    """Declared categories are well-formed paths; declared units are codes the unit
+    vocabulary does not already know (a synonym would never be used: it is normalised)."""
+    for path in cfg.categories:
+        if not is_category(path):
+            raise ConfigError(f"categories: {path!r} is not a category path like "
+                              "'food/soup' (lowercase segments a-z 0-9 -, at most 4)")
+    for code in cfg.units:
+        known = lookup(code)
+        if known is not None:
+            raise ConfigError(f"units: {code!r} is already known as {known.code!r}; "
+                              "declare only units the vocabulary lacks")
+        if not UNIT_CODE_RE.match(code):
+            raise ConfigError(f"units: {code!r} is not a unit code like 'pallet' "
+                              "(a-z, 0-9 and -, at most 32)")
+    if len(cfg.categories) > 100 or len(cfg.units) > 50 or len(set(cfg.categories)) != len(
+            cfg.categories) or len(set(cfg.units)) != len(cfg.units):
+        raise ConfigError("categories (at most 100) and units (at most 50) must not repeat")

@@ -15,6 +15,7 @@ from typing import Any
 from .area import check_area
 from .errors import PayloadError
 from .taxonomy import MAX_CATEGORY_LEN, is_category
+from .units import UNIT_CODE_RE
 
 ACTIONS = ("transfer", "deliverService", "lend", "use")
 URGENCIES = ("low", "normal", "high", "critical")
@@ -194,6 +195,27 @@ def _window(check: Check) -> Check:
     return inner
 
 
+def _claim(v: Any, path: str) -> Any:
+    record(CLAIM_FIELDS)(v, path)
+    if "for_need" in v and "from_offer" in v:
+        raise _fail("from_offer", "must not be given with for_need (a claim draws on at "
+                    "most one of its author's listings)")
+    return v
+
+
+CLAIM_FIELDS: dict[str, tuple[Check, bool]] = {
+    "target": (entry_ref, True),
+    "target_author": (node_ref, True),
+    "quantity": (quantity, False),
+    "message": (text(0, 1000), False),
+    "sealed": (sealed, False),
+    # the claimant's own need this claim on an offer fills, or own offer it answers a
+    # need from (spec §9.6)
+    "for_need": (entry_ref, False),
+    "from_offer": (entry_ref, False),
+}
+
+
 def _update(v: Any, path: str) -> Any:
     record({"target": (entry_ref, True), "set": (_update_set, True)})(v, path)
     return v
@@ -222,7 +244,10 @@ KINDS: dict[str, Kind] = {
             "area": (area, False),
             "languages": (string_list(10, language), False),
             "seal_key": (binary(32), False),
-        }), "who the group is; its X25519 key for sealed fields"),
+            "categories": (string_list(100, category), False),
+            "units": (string_list(50, pattern(UNIT_CODE_RE, "a unit code like 'pallet' "
+                                              "(a-z, 0-9, -)", 32)), False),
+        }), "who the group is; its X25519 key for sealed fields; its own vocabulary"),
         Kind("offer", _window(record(LISTING_FIELDS)), "surplus the group can share"),
         Kind("need", _window(record(NEED_FIELDS)), "something the group needs"),
         Kind("update", _update, "changes fields of one of the author's offers or needs"),
@@ -230,13 +255,8 @@ KINDS: dict[str, Kind] = {
             "target": (entry_ref, True),
             "reason": (text(0, 500), False),
         }), "takes one of the author's offers or needs down"),
-        Kind("claim", record({
-            "target": (entry_ref, True),
-            "target_author": (node_ref, True),
-            "quantity": (quantity, False),
-            "message": (text(0, 1000), False),
-            "sealed": (sealed, False),
-        }), "asks for (part of) another group's offer, or offers to fill its need"),
+        Kind("claim", _claim, "asks for (part of) another group's offer, or offers to fill "
+             "its need"),
         Kind("accept", record({
             "target": (entry_ref, True),
             "claim": (entry_ref, True),

@@ -99,7 +99,7 @@ async def test_match_claim_accept_fulfil_across_three_nodes(cluster):
         "private": {"address": secret, "phone": "+49 30 1234567"}}, 201)
     assert claim["status"] == "pending" and claim["owner"] == b.id
     assert claim["claimant"] == a.id and claim["target_kind"] == "offer"
-    assert claim["quantity"] == {"value": 8, "unit": "loaves"}
+    assert claim["quantity"] == {"value": 8, "unit": "loaf"}
     assert claim["private"] == {"address": secret, "phone": "+49 30 1234567"}
 
     # B sees it incoming and can read the details; a reader token cannot.
@@ -118,7 +118,7 @@ async def test_match_claim_accept_fulfil_across_three_nodes(cluster):
     accepted = await b.call("POST", f"/api/v1/claims/{claim['id']}/accept",
                             {"quantity": 5, "private": {"address": pickup}})
     assert accepted["status"] == "accepted"
-    assert accepted["committed_quantity"] == {"value": 5, "unit": "loaves"}
+    assert accepted["committed_quantity"] == {"value": 5, "unit": "loaf"}
     assert accepted["reply_private"] == {"address": pickup}
 
     async def offer_state(n: FedNode) -> tuple | None:
@@ -132,7 +132,7 @@ async def test_match_claim_accept_fulfil_across_three_nodes(cluster):
 
     await agree([a, b, c], "accept everywhere", offer_state, ("partly-committed", 15, 5))
     await agree([a, b, c], "claim accepted everywhere", claim_state,
-                ("accepted", {"value": 5, "unit": "loaves"}))
+                ("accepted", {"value": 5, "unit": "loaf"}))
     mine = await claim_on(a, claim["id"])
     assert mine["private"]["address"] == secret and mine["reply_private"] == {"address": pickup}
 
@@ -142,7 +142,7 @@ async def test_match_claim_accept_fulfil_across_three_nodes(cluster):
     await b.call("POST", f"/api/v1/claims/{claim['id']}/fulfil",
                  {"quantity": {"value": 5, "unit": "loaves"}})
     await agree([a, b, c], "fulfilled everywhere", claim_state,
-                ("fulfilled", {"value": 5, "unit": "loaves"}))
+                ("fulfilled", {"value": 5, "unit": "loaf"}))
     await agree([a, b, c], "offer after fulfil", offer_state, ("partly-committed", 15, 5))
     async def responses(n: FedNode) -> list | None:
         cl = await claim_on(n, claim["id"])
@@ -404,13 +404,13 @@ def test_cli_claims_and_matches(make_home, capsys):
     # A unique prefix of 8+ hex digits names a claim, as in git.
     assert main([*argv, "claim", "accept", first[:10], "--quantity", "3"]) == 0
     out = capsys.readouterr().out
-    assert out.startswith(f"accepted claim {first[:12]}") and "3 loaves" in out
+    assert out.startswith(f"accepted claim {first[:12]}") and "3 loaf" in out
     assert main([*argv, "claim", "decline", second, "--reason", "all gone"]) == 0
     capsys.readouterr()
     assert main([*argv, "claim", "list", "--json"]) == 0
     items = {i["id"]: i for i in map(json.loads, capsys.readouterr().out.splitlines())}
     assert items[first]["status"] == "accepted"
-    assert items[first]["committed_quantity"] == {"value": 3, "unit": "loaves"}
+    assert items[first]["committed_quantity"] == {"value": 3, "unit": "loaf"}
     assert items[second]["status"] == "declined"
     # A refused answer is one line on stderr and nothing written.
     count = home.entry_count()

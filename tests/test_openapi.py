@@ -263,7 +263,7 @@ async def test_live_responses_match_schemas(node):
     await call(node, "GET", "/metrics", "/metrics", 200, role=None)
     await call(node, "GET", "/api/v1/openapi.json", "/api/v1/openapi.json", 200, role=None)
     full = {**OFFER, "description": "d", "area": "881f1d4811fffff", "tags": ["t"],
-            "available_from": "2026-01-01T00:00:00Z", "available_until": "2099-01-01T00:00Z",
+            "available_from": "2026-01-01T00:00:00Z", "available_until": "2099-01-01T00:00:00Z",
             "language": "pt-BR"}
     for kind, body in (("offer", full), ("need", {**NEED, "radius_km": 3})):
         base = f"/api/v1/{kind}s"

@@ -11,6 +11,7 @@ and ``data:`` the JSON object ``{id, type, created, data}`` that webhooks receiv
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 
 from aiohttp import web
@@ -22,6 +23,7 @@ from ..store.ledger import now_ms
 from .problems import Problem
 from .request import PREFIX, check_params, json_response, read_json
 
+_EVENT_ID = re.compile(r"^[0-9]{1,16}\Z")
 PING_INTERVAL_S = 15.0
 SEND_TIMEOUT_S = 30.0  # a client that stops reading for this long is dropped
 BATCH = 500
@@ -39,23 +41,26 @@ STREAMS = web.AppKey("event_streams", Streams)
 
 
 def _start_after(request: web.Request, head: int) -> int:
+    """Last-Event-ID, else ?after, else the head; both are checked even when both come."""
+    start = None
     for name, text in (("Last-Event-ID", request.headers.get("Last-Event-ID")),
                        ("after", request.query.get("after"))):
         if text is None:
             continue
-        if not text.isdigit() or len(text) > 16:
+        if not _EVENT_ID.match(text):  # not isdigit(): that takes '²', which int() refuses
             raise Problem(400, "invalid-parameter", f"{name} must be an event id (a "
-                          "non-negative integer)", field=name)
-        return int(text)
-    return head
+                          "non-negative integer of at most 16 digits)", field=name)
+        start = int(text) if start is None else start
+    return head if start is None else start
 
 
 def _types(request: web.Request) -> frozenset[str] | None:
     text = request.query.get("types")
     if text is None:
         return None
-    types = frozenset(t.strip() for t in text.split(",") if t.strip())
-    if not types or not types <= set(events.EVENT_TYPES):
+    # Exactly as documented ("listing,match"): no blanks, no empty items.
+    types = frozenset(text.split(","))
+    if not types <= set(events.EVENT_TYPES):
         raise Problem(400, "invalid-parameter", f"types is a comma-separated list of "
                       f"{', '.join(events.EVENT_TYPES)}", field="types")
     return types

@@ -29,7 +29,7 @@ def claim_route(kind: str) -> web.RouteDef:
     @require("coordinator")
     async def create(request: web.Request) -> web.Response:
         listing_id = claims.parse_entry(request.match_info["id"])
-        body = claims.claim_body(await read_json(request))
+        body = claims.claim_body(await optional_json(request))
         entry = await append(request.app[NODE], lambda ledger, c: claims.make_claim(
             ledger, c, kind, listing_id, body, now_ms()))
         return await _claim_response(request, entry.id.hex(), 201)
@@ -65,6 +65,15 @@ async def get_claim(request: web.Request) -> web.Response:
     return await _claim_response(request, claims.parse_entry(request.match_info["id"]))
 
 
+@require("coordinator")
+async def claim_match(request: web.Request) -> web.Response:
+    """One call from a match to a claim on the other group's side of it."""
+    body = matches.match_claim_body(await read_json(request))
+    entry = await append(request.app[NODE], lambda ledger, c: matches.claim_match(
+        ledger, c, body, now_ms()))
+    return await _claim_response(request, entry.id.hex(), 201)
+
+
 @require("reader")
 async def get_matches(request: web.Request) -> web.Response:
     node = request.app[NODE]
@@ -86,4 +95,5 @@ def add_routes(app: web.Application) -> None:
         response_route("decline"),
         response_route("fulfil"),
         web.get(f"{PREFIX}/matches", get_matches),
+        web.post(f"{PREFIX}/matches/claim", claim_match),
     ])

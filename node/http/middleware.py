@@ -12,7 +12,7 @@ from aiohttp import web
 
 from ..runtime import NODE, PRINCIPAL, REQUEST_ID, Node
 from ..services.tokens import ANONYMOUS_READER, Principal
-from .problems import Problem, from_error, from_http_exception, problem_response
+from .problems import Problem, from_error, from_http_exception, instance_of, problem_response
 from .request import PREFIX
 
 log = logging.getLogger("aidmesh")
@@ -33,11 +33,11 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
     try:
         response = await handler(request)
     except Problem as problem:
-        response = problem_response(problem, request.path, rid)
+        response = problem_response(problem, instance_of(request), rid)
     except web.HTTPException as exc:
         if exc.status < 400:
             raise
-        response = problem_response(from_http_exception(exc), request.path, rid)
+        response = problem_response(from_http_exception(exc), instance_of(request), rid)
     except Exception as exc:
         problem = from_error(exc)
         if problem is None:
@@ -45,7 +45,7 @@ async def request_context(request: web.Request, handler) -> web.StreamResponse:
                                       "path": request.path}))
             problem = Problem(500, "internal", "the node hit an unexpected error; the "
                               f"operator can find request id {rid} in its log")
-        response = problem_response(problem, request.path, rid)
+        response = problem_response(problem, instance_of(request), rid)
     response.headers["X-Request-Id"] = rid
     elapsed = time.perf_counter() - started
     node.metrics.requests.labels(request.method, route, str(response.status)).inc()

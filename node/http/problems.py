@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import re
 from typing import Any
+from urllib.parse import quote
 
 from aiohttp import web
 
@@ -25,6 +26,9 @@ from ..services.errors import (
 from ..store.ledger import StoreError
 
 _FIELD_RE = re.compile(r"field '([^']+)'")
+_LONE_PERCENT = re.compile(r"%(?![0-9A-Fa-f]{2})")
+# RFC 3986 pchar and "/": what may stay as sent in a URI reference's path.
+_PATH_SAFE = "/%:@!$&'()*+,;=-._~"
 PROBLEM_TYPE = "urn:aidmesh:problem:"
 TITLES = {
     400: "Bad request",
@@ -85,6 +89,16 @@ def from_error(exc: Exception) -> Problem | None:
     if isinstance(exc, StoreError):
         return Problem(409, exc.code, exc.detail)
     return None
+
+
+def instance_of(request: web.Request) -> str:
+    """The problem's ``instance``: the request path as sent (percent-encoded, no query).
+
+    Not ``request.path``: that is decoded, and a decoded path (say with a C1 control in it)
+    is no URI reference. Whatever still is not one (a raw byte, a stray '%') is escaped.
+    """
+    raw = request.raw_path.partition("?")[0].partition("#")[0]
+    return quote(_LONE_PERCENT.sub("%25", raw), safe=_PATH_SAFE, errors="surrogateescape")
 
 
 def problem_response(problem: Problem, instance: str, request_id: str = "") -> web.Response:

@@ -10,6 +10,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 
 from ..runtime import NODE, Node
+from ..services.values import strict_int
 from .problems import Problem
 
 PREFIX = "/api/v1"
@@ -17,9 +18,28 @@ T = TypeVar("T")
 
 
 async def read_json(request: web.Request) -> Any:
+    """The JSON body of a request that needs one."""
+    _require_json(request)
+    return _parse(await _read(request))
+
+
+async def optional_json(request: web.Request) -> Any:
+    """The JSON body of an action whose body may be left out: None for no body or an empty
+    one, whatever its Content-Type; a body that is there must be JSON."""
+    if not request.can_read_body or request.content_length == 0:
+        return None
+    _require_json(request)
+    raw = await _read(request)
+    return _parse(raw) if raw else None
+
+
+def _require_json(request: web.Request) -> None:
     if request.content_type != "application/json":
         raise Problem(415, "unsupported-media-type",
                       "send the body as JSON with 'Content-Type: application/json'")
+
+
+async def _read(request: web.Request) -> bytes:
     # The app's client_max_size is raised for federation pulls; the client API's own,
     # smaller limit is enforced here.
     config = request.app[NODE].config
@@ -37,8 +57,12 @@ async def read_json(request: web.Request) -> Any:
     if len(raw) > limit:
         raise Problem(413, "body-too-large", f"request body is larger than the limit of "
                       f"{limit} bytes")
+    return raw
+
+
+def _parse(raw: bytes) -> Any:
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_no_constant)
         # Lone surrogates ("\ud800") parse but are not UTF-8: refuse them before they reach
         # msgpack or SQLite as a 500.
         json.dumps(body, ensure_ascii=False).encode()
@@ -50,9 +74,9 @@ async def read_json(request: web.Request) -> Any:
                       "deeply") from None
 
 
-async def optional_json(request: web.Request) -> Any:
-    """The JSON body of an action whose body may be left out (None then)."""
-    return await read_json(request) if request.can_read_body else None
+def _no_constant(name: str) -> Any:
+    # NaN and Infinity are JavaScript, not JSON (RFC 8259); Python's parser takes them.
+    raise ValueError(f"{name} is not a JSON value")
 
 
 def check_params(request: web.Request, allowed: set[str] | frozenset[str]) -> None:
@@ -66,11 +90,9 @@ def int_param(request: web.Request, name: str, default: int, lo: int, hi: int) -
     text = request.query.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
-        raise Problem(400, "invalid-parameter", f"{name} must be an integer",
-                      field=name) from None
+    value = strict_int(text)
+    if value is None:
+        raise Problem(400, "invalid-parameter", f"{name} must be an integer", field=name)
     if not lo <= value <= hi:
         raise Problem(400, "invalid-parameter", f"{name} must be between {lo} and {hi}",
                       field=name)

@@ -18,9 +18,10 @@ from protocol import ProtocolError, decode, parse_node_id
 from protocol.identity import parse_entry_id
 
 from ..state import visibility
-from ..state.exchange import ZERO, capacity, claim_status, dec
+from ..state.exchange import LINKS, ZERO, capacity, claim_status, dec, in_unit, quantity_of
 from ..store.ledger import Ledger
 from .errors import BadParameter, Conflict, Forbidden, Invalid, NotFound
+from .fills import attach, free, in_listing_unit
 from .listings import status
 from .pages import decode_cursor, encode_cursor
 from .sealing import Keyring, open_box, seal_to
@@ -118,16 +119,9 @@ def _live_problem(row: sqlite3.Row, now: int) -> Conflict | None:
 
 
 def _amount(row: sqlite3.Row, value: str, unit: str | None) -> str:
-    """A requested quantity, checked against the listing's unit; returns the decimal text."""
-    listing_unit = _unit(row)
-    if listing_unit is None:
-        raise Invalid("invalid-field", f"this {row['kind']} has no quantity; send no "
-                      "quantity (it is taken whole)", field="quantity")
-    if unit is not None and unit != listing_unit:
-        raise Invalid("unit-mismatch", f"the {row['kind']} is counted in "
-                      f"{listing_unit!r}, not {unit!r} (units are not converted)",
-                      field="quantity")
-    return value
+    """A requested quantity in any unit that converts to the listing's; returns the
+    decimal text in the listing's unit."""
+    return in_listing_unit(row, value, unit)
 
 
 # -- writes -----------------------------------------------------------------------------------
@@ -135,11 +129,24 @@ def _amount(row: sqlite3.Row, value: str, unit: str | None) -> str:
 
 def claim_body(body: Any) -> dict[str, Any]:
     """Check a claim's JSON before the write transaction (422s)."""
-    body = optional_object(body, ("quantity", "message", "private"))
+    body = optional_object(body, ("quantity", "message", "private", *LINKS))
     out: dict[str, Any] = {"private": _private(body.get("private")),
                            "message": _text(body, "message", 1000)}
     if "quantity" in body:
         out["quantity"] = _quantity(body["quantity"])
+    links = [k for k in LINKS if k in body]
+    if len(links) > 1:
+        raise Invalid("invalid-field", "name for_need (on a claim on an offer) or "
+                      "from_offer (on a claim on a need), not both", field=links[1])
+    for key in links:
+        if not isinstance(body[key], str):
+            raise Invalid("invalid-field", f"{key} is a listing id (64 hex)", field=key)
+        try:
+            parse_entry_id(body[key])
+        except ProtocolError:
+            raise Invalid("invalid-field", f"{key} is a listing id (64 hex)",
+                          field=key) from None
+        out["link"] = (key, body[key])
     return out
 
 
@@ -166,6 +173,8 @@ def make_claim(ledger: Ledger, conn: sqlite3.Connection, kind: str | None, listi
             raise Conflict("not-enough", f"asked for {value} but only {number(str(left))} "
                            f"{_unit(row)} are available", field="quantity")
         content["quantity"] = {"value": value, "unit": _unit(row)}
+    if body.get("link") is not None:
+        attach(ledger, conn, row, *body["link"], content, now)
     if body.get("message") is not None:
         content["message"] = body["message"]
     if body.get("private"):
@@ -215,7 +224,10 @@ def respond(ledger: Ledger, conn: sqlite3.Connection, action: str, claim_id: str
         if problem is not None:
             raise problem
         if _unit(row) is not None:
-            left = _left(row)
+            left = free(conn, row)  # not what our own pending claims promised elsewhere
+            if left <= 0:
+                raise Conflict("nothing-available", f"what is left of this {row['kind']} "
+                               "is promised by this node's own pending claims that name it")
             if "quantity" in body:
                 value = Decimal(_amount(row, *body["quantity"]))
                 if value > left:
@@ -223,7 +235,8 @@ def respond(ledger: Ledger, conn: sqlite3.Connection, action: str, claim_id: str
                                    f"are still available, not {number(str(value))}",
                                    field="quantity")
             else:
-                value = min(dec(claim["quantity"]) if claim["quantity"] else left, left)
+                asked = in_unit(quantity_of(conn, claim_id), _unit(row))
+                value = min(asked if asked is not None else left, left)
             # Always explicit: what this accept commits never depends on the claim arriving.
             content["quantity"] = {"value": format(value.normalize(), "f"), "unit": _unit(row)}
         elif "quantity" in body:
@@ -284,6 +297,9 @@ def claim_json(conn: sqlite3.Connection, ledger: Ledger, claim: sqlite3.Row,
         "updated": rfc3339(max([claim["created"], *(r["ts"] for r in state["responses"])])),
         "responses": [{"kind": r["kind"], "by": r["author"], "at": rfc3339(r["ts"])}
                       for r in state["responses"]],
+        # the claimant's own listing this claim fills or draws on (spec §9.6)
+        **{k: (d["target"] if (d := state["draw"]) is not None and d["kind"] == k else None)
+           for k in LINKS},
     }
     me = ledger.identity.node_id
     if show_private and me in (claim["claimant"], claim["owner"]):

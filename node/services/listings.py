@@ -16,6 +16,7 @@ from typing import Any
 import h3
 
 from protocol import ProtocolError, parse_node_id
+from protocol.area import cell_resolution
 from protocol.kinds import LISTING_FIELDS, NEED_FIELDS
 
 from ..config import Config
@@ -25,9 +26,11 @@ from ..state.query import STATUSES, ListingQuery, QueryError, decode_cursor
 from ..state.query import run as run_query
 from ..store.ledger import Ledger, now_ms
 from .errors import BadParameter, Conflict, Forbidden, Invalid, NotFound
-from .values import decimal_text, json_object, number, parse_time, rfc3339
+from .input_checks import checked, window
+from .values import decimal_text, json_object, number, parse_time, rfc3339, strict_int
 
 TIME_FIELDS = ("available_from", "available_until")
+MAX_Q = 500
 QUERY_PARAMS = frozenset({"q", "category", "near", "radius_km", "status", "origin",
                           "updated_since", "cursor", "limit"})
 
@@ -102,6 +105,7 @@ def status(row: Any, now: int) -> str:
 def post(ledger: Ledger, conn: sqlite3.Connection, kind: str, body: Any) -> dict[str, Any]:
     """Append a new offer or need of this node; returns it as the API shows it."""
     content = payload_from_json(kind, body)
+    checked(conn, ledger, kind, content, now_ms())
     entry = ledger.append_local(conn, kind, content)
     return get(conn, kind, entry.id.hex(), now_ms(), own=True)
 
@@ -112,12 +116,8 @@ def update(ledger: Ledger, conn: sqlite3.Connection, kind: str, entry_id: str,
     row = own_listing(ledger, conn, kind, entry_id, "change")
     if row["withdrawn"]:
         raise Conflict("withdrawn", f"this {kind} is withdrawn and cannot change")
-    # The window must hold with the fields it keeps, too.
-    merged = {**json.loads(row["fields"]), **changes}
-    start, end = merged.get("available_from"), merged.get("available_until")
-    if start is not None and end is not None and end < start:
-        raise Invalid("payload-schema", "available_until must not be before available_from",
-                      field="available_until")
+    checked(conn, ledger, kind, changes, now_ms())
+    window(kind, {**json.loads(row["fields"]), **changes})  # with the fields it keeps
     ledger.append_local(conn, "update", {"target": bytes.fromhex(entry_id), "set": changes})
     return get(conn, kind, entry_id, now_ms(), own=True)
 
@@ -195,11 +195,10 @@ def _int(params: Mapping[str, str], name: str, default: int, lo: int, hi: int) -
     text = params.get(name)
     if text is None:
         return default
-    try:
-        value = int(text)
-    except ValueError:
+    value = strict_int(text)
+    if value is None:
         raise BadParameter("invalid-parameter", f"{name} must be an integer",
-                           field=name) from None
+                           field=name)
     if not lo <= value <= hi:
         raise BadParameter("invalid-parameter", f"{name} must be between {lo} and {hi}",
                            field=name)
@@ -215,15 +214,21 @@ def parse_query(kind: str, q: Mapping[str, str], config: Config) -> ListingQuery
     query = ListingQuery(kind=kind)
     query.limit = _int(q, "limit", config.page_size, 1, config.max_page_size)
     if "q" in q:
-        query.q = q["q"][:500]
+        if len(q["q"]) > MAX_Q:
+            raise BadParameter("invalid-parameter", f"q is at most {MAX_Q} characters",
+                               field="q")
+        query.q = q["q"]
     if "category" in q:
         query.category = q["category"].strip("/")
     if "near" in q:
-        cell = q["near"]
-        if not h3.is_valid_cell(cell):
-            raise BadParameter("invalid-parameter", "near must be an H3 cell string",
-                               field="near")
-        query.near = h3.cell_to_latlng(cell)
+        # The protocol's own check (exact pattern, then the H3 bit layout) before h3 sees
+        # it: h3 takes ' 8f..', '0x8f..' and upper case, and overflows on '-1' (a 500).
+        try:
+            cell_resolution(q["near"])
+        except ProtocolError:
+            raise BadParameter("invalid-parameter", "near must be an H3 cell: 15 lowercase "
+                               "hex digits, e.g. '8828308281fffff'", field="near") from None
+        query.near = h3.cell_to_latlng(q["near"])
         query.radius_km = _int(q, "radius_km", 10, 0, 1000)
     elif "radius_km" in q:
         raise BadParameter("invalid-parameter", "radius_km needs near", field="radius_km")

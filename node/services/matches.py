@@ -6,13 +6,20 @@ import sqlite3
 from collections.abc import Mapping
 from typing import Any
 
-from protocol import ProtocolError
+from protocol import ProtocolError, units
 from protocol.identity import parse_entry_id
 
+from ..state import visibility
+from ..state.exchange import text, unit
+from ..state.fit import fits
 from ..state.visibility import listing_visible
-from .errors import BadParameter
+from ..store.ledger import Ledger
+from . import claims
+from .errors import BadParameter, Invalid, NotFound
+from .fills import left
 from .listings import parse_origin, to_json
 from .pages import decode_cursor, encode_cursor
+from .values import json_object, number
 
 URGENCY_RANK = {"critical": 4, "high": 3, "normal": 2, "low": 1}
 MATCH_PARAMS = frozenset({"need", "offer", "origin", "local_only", "limit", "cursor"})
@@ -68,9 +75,66 @@ def list_matches(conn: sqlite3.Connection, me: str, now: int, *, need: str | Non
         n, o = _listing(conn, r["need"]), _listing(conn, r["offer"])
         distance = None if r["distance_km"] is None else round(r["distance_km"], 3)
         out.append({"need": to_json(n, now), "offer": to_json(o, now),
-                    "distance_km": distance, "score": match_score(n, r["distance_km"])})
+                    "distance_km": distance, "score": match_score(n, r["distance_km"]),
+                    "covers": covers(n, o)})
     return out, encode_cursor([offset + limit]) if more else None
 
+
+
+def covers(need: sqlite3.Row, offer: sqlite3.Row) -> dict[str, Any] | None:
+    """How much of the need the offer can still cover, in the need's unit (None when
+    either has no quantity): quantities are compared after conversion (spec §9.7)."""
+    wanted, offered = unit(need), unit(offer)
+    if wanted is None or offered is None:
+        return None
+    there = units.convert(left(offer), offered, wanted)
+    if there is None:
+        return None
+    return {"value": number(text(min(left(need), there))), "unit": wanted}
+
+
+MATCH_CLAIM_FIELDS = ("need", "offer", "quantity", "message", "private")
+
+
+def match_claim_body(body: Any) -> dict[str, Any]:
+    """Check the JSON of a claim made from a match, before the write transaction."""
+    body = json_object(body, MATCH_CLAIM_FIELDS, required=("need", "offer"))
+    for key in ("need", "offer"):
+        try:
+            parse_entry_id(body[key] if isinstance(body[key], str) else "")
+        except ProtocolError:
+            raise Invalid("invalid-field", f"{key} is a listing id (64 hex)",
+                          field=key) from None
+    rest = {k: body[k] for k in ("quantity", "message", "private") if k in body}
+    return {"need": body["need"], "offer": body["offer"], "claim": claims.claim_body(rest)}
+
+
+def claim_match(ledger: Ledger, conn: sqlite3.Connection, body: dict[str, Any], now: int):
+    """One call from a match to a claim: on the other group's offer for our need
+    (`for_need`), or on its need from our offer (`from_offer`)."""
+    rows = {}
+    for kind in ("need", "offer"):
+        rows[kind] = visibility.listing(conn, body[kind], kind)
+        if rows[kind] is None:
+            raise NotFound("not-found", f"no {kind} with id {body[kind]} on this node",
+                           field=kind)
+    need, offer = rows["need"], rows["offer"]
+    me = ledger.identity.node_id
+    if need["author"] == me and offer["author"] == me:
+        raise Invalid("own-listing", "the need and the offer are both this node's; claims "
+                      "are for other groups' offers and needs")
+    if me not in (need["author"], offer["author"]):
+        raise Invalid("not-a-party", "neither the need nor the offer is this node's; claim "
+                      "the one you want with POST /api/v1/offers/{id}/claims or "
+                      "/api/v1/needs/{id}/claims")
+    if not fits(need, offer)[0]:
+        raise Invalid("no-match", "this need and this offer do not fit each other "
+                      "(category, units, time window or distance)")
+    ours_need = need["author"] == me
+    target, link = (offer, ("for_need", need["id"])) if ours_need else \
+        (need, ("from_offer", offer["id"]))
+    return claims.make_claim(ledger, conn, target["kind"], target["id"],
+                             {**body["claim"], "link": link}, now)
 
 
 def match_filters(q: Mapping[str, str]) -> dict[str, Any]:

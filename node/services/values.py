@@ -6,8 +6,9 @@ canonical decimal strings in payloads. Every check raises `Invalid` naming the f
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
@@ -21,28 +22,51 @@ def rfc3339(ms: int | None) -> str | None:
     return dt.isoformat(timespec="milliseconds").replace("+00:00", "Z")
 
 
+# RFC 3339 date-time, exactly (JSON Schema's "date-time"): Python's fromisoformat alone
+# also takes dates without a time, times without seconds, basic formats and non-ASCII digits.
+_RFC3339 = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
+                      r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z")
+EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
+_DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
+
+
 def parse_time(value: Any, field: str) -> int:
+    """An RFC 3339 time (with its zone offset) to ms since the epoch."""
     if not isinstance(value, str):
         raise Invalid("invalid-field", f"{field} must be an RFC 3339 time string like "
                       "'2026-11-21T18:00:00Z'", field=field)
+    m = _RFC3339.match(value)
     try:
-        dt = datetime.fromisoformat(value.replace("z", "Z").replace("Z", "+00:00"))
-    except ValueError:
-        raise Invalid("invalid-field", f"{field} is not an RFC 3339 time: {value[:40]!r}",
-                      field=field) from None
-    if dt.tzinfo is None:
-        raise Invalid("invalid-field", f"{field} needs a time zone offset, e.g. 'Z'",
-                      field=field)
-    return int(dt.timestamp() * 1000)
+        if m is None:
+            raise ValueError
+        # A leap second (:60) is valid RFC 3339; it is the last ms of its minute here.
+        leap = m[6] == "60"
+        text = value[:17] + ("59" if leap else m[6]) + (m[7] or "")[:7] + m[8]
+        dt = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
+        ms = (dt - EPOCH) // timedelta(milliseconds=1) + (999 if leap and not m[7] else 0)
+    except (ValueError, OverflowError):
+        raise Invalid("invalid-field", f"{field} is not an RFC 3339 time like "
+                      f"'2026-11-21T18:00:00Z': {value[:40]!r}", field=field) from None
+    return ms
+
+
+def strict_int(text: str) -> int | None:
+    """A query string integer as written ('-12', '7'), else None (not '+7', ' 7', '٧')."""
+    return int(text) if _INTEGER.match(text) else None
 
 
 def decimal_text(value: Any, field: str) -> str:
     """JSON number (or numeric string) to the canonical decimal string of the protocol."""
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
         raise Invalid("invalid-field", f"{field} must be a number", field=field)
+    # Numeric strings as plain digits only: Decimal() itself also takes '1e3', ' 1', '1_000'.
+    if isinstance(value, str) and not _DECIMAL.match(value):
+        raise Invalid("invalid-field", f"{field} must be a number, or a string of digits "
+                      "with an optional '.' and decimals", field=field)
     try:
         d = Decimal(str(value))
-    except InvalidOperation:
+    except (InvalidOperation, ValueError):
         raise Invalid("invalid-field", f"{field} must be a number", field=field) from None
     if not d.is_finite():
         raise Invalid("invalid-field", f"{field} must be a finite number", field=field)

@@ -1,9 +1,10 @@
 """Matching: which needs and offers fit each other, and the best K of them per listing.
 
 A need and an offer *fit* when their authors differ, the offer's category is the need's
-or below it, their windows overlap and the offer lies within the need's radius (`fits`;
-the SQL below applies the same rule). Only live listings match: not withdrawn, hidden
-or blocked, not expired at ``now``, something still available (what the API shows).
+or below it, their units convert (or either has no quantity), their windows overlap and
+the offer lies within the need's radius (`fits`; the SQL below applies the same rule).
+Only live listings match: not withdrawn, hidden or blocked, not expired at ``now``,
+something still available (what the API shows).
 
 Why a bound (issue 14): N needs and N offers that all fit made N² rows and N² events.
 Each listing ranks its counterparts (`rank`): distance (NULL last), the need's urgency,
@@ -44,7 +45,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from .events import emit
-from .fit import DEFAULT_RADIUS_KM, NO_END, box, prefixes
+from .fit import DEFAULT_RADIUS_KM, NO_END, box, prefixes, unit_clause
 from .visibility import listing_visible
 
 MAX_MATCHES = 20  # the default of config max_matches_per_listing
@@ -119,6 +120,10 @@ def _candidates(conn: sqlite3.Connection, me: sqlite3.Row, now: int, limit: int,
     where = [f"c.kind = '{other}'", "c.author != :author", _live("c"),
              "coalesce(c.available_from, 0) <= :end",
              f"coalesce(c.available_until, {NO_END}) >= :start"]
+    units, unit_params = unit_clause(me)  # only units that convert (spec §9.7)
+    if units:
+        where.append(units)
+        p.update(unit_params)
     if kind == "need":
         # every path below `cat/` sorts between 'cat/' and 'cat0' ('0' follows '/')
         where.append("(c.category = :cat OR (c.category > :lo AND c.category < :hi))")

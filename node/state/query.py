@@ -37,11 +37,10 @@ class ListingQuery:
 
 
 def fts_query(text: str) -> str:
-    """Free text to a safe FTS5 query: every word must appear, as a word prefix."""
-    words = re.findall(r"\w+", text)
-    if not words:
-        raise QueryError("q", "q needs at least one letter or digit")
-    return " ".join(f'"{w}"*' for w in words[:20])
+    """Free text to a safe FTS5 query: every word must appear, as a word prefix. Text
+    without a word ('""', '?') asks for no word: "" (no text filter), not an error, since
+    no schema pattern could say which characters make a word the same way in every engine."""
+    return " ".join(f'"{w}"*' for w in re.findall(r"\w+", text)[:20])
 
 
 def encode_cursor(updated: int, entry_id: str) -> str:
@@ -85,9 +84,10 @@ def run(conn: sqlite3.Connection, query: ListingQuery, now: int
     # Hidden by this node's moderators, or by a blocked author: never listed.
     where = ["l.kind = :kind", listing_visible("l")]
     params: dict[str, Any] = {"kind": query.kind, "now": now, "limit": query.limit + 1}
-    if query.q:
+    words = fts_query(query.q) if query.q else ""
+    if words:
         where.append("l.rowid IN (SELECT rowid FROM listings_fts WHERE listings_fts MATCH :q)")
-        params["q"] = fts_query(query.q)
+        params["q"] = words
     if query.category:
         where.append("(l.category = :cat OR substr(l.category, 1, :catlen) = :catslash)")
         params.update(cat=query.category, catslash=query.category + "/",

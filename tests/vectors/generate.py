@@ -485,6 +485,10 @@ def build_invalid(logs: dict[str, Log]) -> dict[str, Any]:
     content_case("unknown action", "C4", "payload-schema", {**base, "action": "sell"})
     content_case("available_until before available_from", "C7", "payload-schema",
                  {**base, "available_from": T0, "available_until": T0 - 1})
+    ref = hashlib.sha256(b"a listing").digest()
+    content_case("claim naming both for_need and from_offer", "C8", "payload-schema",
+                 {"target": ref, "target_author": IDS["alice"].public, "for_need": ref,
+                  "from_offer": ref}, kind="claim")
 
     # --- runs (R rules) ---
     cases.append(case("valid chain minus its first entry (starts at seq 2)", "R1", "seq-gap",
@@ -850,6 +854,151 @@ def payload_vectors(carol: list[Entry]) -> dict[str, Any]:
     }
 
 
+# --- exchange fold (spec §9.6, §9.7) -----------------------------------------------------
+
+EXCHANGE_SECRETS = {"dora": bytes([0x11] * 32), "eli": bytes([0x22] * 32),
+                    "fay": bytes([0x33] * 32)}
+
+
+class ExchangeLog(Log):
+    """A log of one of the exchange vectors' own identities (not in entries.json)."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.ident = Identity.from_secret(EXCHANGE_SECRETS[name])
+        self.entries = []
+
+
+def build_exchange() -> dict[str, Any]:
+    """Signed logs of small exchanges and the state every node must fold from them in any
+    arrival order. The expected values are worked out by hand from §9.6 and §9.7, not by
+    running an implementation."""
+    logs = {name: ExchangeLog(name) for name in EXCHANGE_SECRETS}
+    t = iter(range(T0, T0 + 1000 * MINUTE, MINUTE))
+    out: dict[str, list[dict[str, Any]]] = {name: [] for name in logs}
+    ids: dict[str, bytes] = {}
+
+    def add(name: str, label: str, kind: str, content: dict[str, Any]) -> bytes:
+        vec = entry_vector(logs[name], label, kind, content, next(t))
+        out[name].append(vec)
+        ids[label] = bytes.fromhex(vec["entry_id"])
+        return ids[label]
+
+    def listing(name: str, label: str, kind: str, category: str,
+                quantity: tuple[str, str] | None) -> None:
+        content: dict[str, Any] = {"title": label, "action": "transfer", "category": category}
+        if quantity is not None:
+            content["quantity"] = {"value": quantity[0], "unit": quantity[1]}
+        add(name, label, kind, content)
+
+    def claim(name: str, label: str, target: str, owner: str,
+              quantity: tuple[str, str] | None = None, **link: str) -> None:
+        content: dict[str, Any] = {"target": ids[target],
+                                   "target_author": logs[owner].ident.public}
+        if quantity is not None:
+            content["quantity"] = {"value": quantity[0], "unit": quantity[1]}
+        content.update({k: ids[v] for k, v in link.items()})
+        add(name, label, "claim", content)
+
+    def answer(name: str, kind: str, claim_label: str, target: str, claimant: str,
+               quantity: tuple[str, str] | None = None) -> None:
+        content: dict[str, Any] = {"target": ids[target], "claim": ids[claim_label],
+                                   "claim_author": logs[claimant].ident.public}
+        if quantity is not None:
+            content["quantity"] = {"value": quantity[0], "unit": quantity[1]}
+        add(name, f"{kind} {claim_label}", kind, content)
+
+    # Units converted: a need in kg filled from an offer in g; a claim in lb (truncated).
+    listing("eli", "flour offer", "offer", "food/pantry", ("1500", "g"))
+    listing("dora", "flour need", "need", "food/pantry", ("1", "kg"))
+    claim("dora", "flour claim", "flour offer", "eli", ("1000", "g"), for_need="flour need")
+    answer("eli", "accept", "flour claim", "flour offer", "dora", ("1000", "g"))
+    claim("fay", "flour in lb", "flour offer", "eli", ("1", "lb"))
+    answer("eli", "accept", "flour in lb", "flour offer", "fay")
+    answer("dora", "fulfil", "flour claim", "flour offer", "dora")
+    # Synonyms are the same unit; an accept in a unit that does not convert counts as
+    # absent (the claim's quantity applies).
+    listing("eli", "bread offer", "offer", "food/bread", ("10", "loaves"))
+    claim("fay", "bread claim", "bread offer", "eli", ("4", "loaf"))
+    answer("eli", "accept", "bread claim", "bread offer", "fay", ("3", "Loaf"))
+    claim("fay", "bread claim 2", "bread offer", "eli", ("2", "loaf"))
+    answer("eli", "accept", "bread claim 2", "bread offer", "fay", ("5", "kg"))
+    # The symmetric case: a claim on a need, answered from the claimant's offer.
+    listing("fay", "blanket need", "need", "goods", ("6", "each"))
+    listing("eli", "blanket offer", "offer", "goods", ("4", "pieces"))
+    claim("eli", "blanket claim", "blanket need", "fay", ("4", "each"),
+          from_offer="blanket offer")
+    answer("fay", "accept", "blanket claim", "blanket need", "eli", ("4", "each"))
+    # Two draws asking more than the need lacks: walked in dora's log order.
+    listing("dora", "rice need", "need", "food/pantry", ("5", "kg"))
+    listing("eli", "rice offer", "offer", "food/pantry", ("3", "kg"))
+    listing("fay", "rice offer 2", "offer", "food", ("4000", "g"))
+    claim("dora", "rice claim", "rice offer", "eli", ("3", "kg"), for_need="rice need")
+    claim("dora", "rice claim 2", "rice offer 2", "fay", ("4000", "g"), for_need="rice need")
+    answer("fay", "accept", "rice claim 2", "rice offer 2", "dora", ("4000", "g"))
+    answer("eli", "accept", "rice claim", "rice offer", "dora", ("3", "kg"))
+    # A declined draw commits nothing; a draw naming another group's need is ignored.
+    listing("dora", "meal need", "need", "food/meals", ("2", "meal"))
+    listing("eli", "meal offer", "offer", "food/meals", ("5", "meals"))
+    claim("dora", "meal claim", "meal offer", "eli", for_need="meal need")
+    answer("eli", "decline", "meal claim", "meal offer", "dora")
+    claim("fay", "meal claim by fay", "meal offer", "eli", ("1", "meal"), for_need="meal need")
+    answer("eli", "accept", "meal claim by fay", "meal offer", "fay", ("1", "meal"))
+    # No quantities: the first accept and the draw each take the listing whole.
+    listing("dora", "ladder need", "need", "tools", None)
+    listing("fay", "ladder offer", "offer", "tools", None)
+    claim("dora", "ladder claim", "ladder offer", "fay", for_need="ladder need")
+    answer("fay", "accept", "ladder claim", "ladder offer", "dora")
+
+    def state(committed: str, fulfilled: str, status: str) -> dict[str, str]:
+        return {"committed": committed, "fulfilled": fulfilled, "status": status}
+
+    listings = {
+        "flour offer": state("1453.592", "1000", "partly-committed"),
+        "flour need": state("1", "1", "fulfilled"),
+        "bread offer": state("5", "0", "partly-committed"),
+        "blanket need": state("4", "0", "partly-committed"),
+        "blanket offer": state("4", "0", "committed"),
+        "rice need": state("5", "0", "committed"),
+        "rice offer": state("3", "0", "committed"),
+        "rice offer 2": state("4000", "0", "committed"),
+        "meal need": state("0", "0", "open"),
+        "meal offer": state("1", "0", "partly-committed"),
+        "ladder need": state("1", "0", "committed"),
+        "ladder offer": state("1", "0", "committed"),
+    }
+
+    def c(status: str, committed: str | None, drawn: str | None) -> dict[str, Any]:
+        return {"status": status, "committed": committed, "drawn": drawn}
+
+    claims = {
+        "flour claim": c("fulfilled", "1000", "1"),
+        "flour in lb": c("accepted", "453.592", None),
+        "bread claim": c("accepted", "3", None),
+        "bread claim 2": c("accepted", "2", None),
+        "blanket claim": c("accepted", "4", "4"),
+        "rice claim": c("accepted", "3", "3"),
+        "rice claim 2": c("accepted", "4000", "2"),
+        "meal claim": c("declined", None, "0"),
+        "meal claim by fay": c("accepted", "1", "0"),
+        "ladder claim": c("accepted", "1", "1"),
+    }
+    return {
+        "description": "Exchange fold vectors (docs/protocol.md §9.6, §9.7): signed logs "
+                       "(each identity's entries in log order) and the state a node must "
+                       "fold from them whatever order the logs arrive in. 'listings' and "
+                       "'claims' are keyed by the label of the entry; committed and "
+                       "fulfilled are decimal text in the listing's unit; 'drawn' is what "
+                       "a claim commits on its author's own listing (for_need / "
+                       "from_offer), null without one. No listing expires.",
+        "identities": [{"name": n, "secret_key": lg.ident.secret.hex(),
+                        "node_id": lg.ident.node_id} for n, lg in logs.items()],
+        "logs": out,
+        "listings": {k: {"id": ids[k].hex(), **v} for k, v in listings.items()},
+        "claims": {k: {"id": ids[k].hex(), **v} for k, v in claims.items()},
+    }
+
+
 # --- output -------------------------------------------------------------------------------
 
 def build() -> dict[str, dict[str, Any]]:
@@ -909,7 +1058,7 @@ def main() -> None:
     if "--markdown" in sys.argv[1:]:
         sys.stdout.write(markdown(files))
         return
-    for name, doc in files.items():
+    for name, doc in {**files, "exchange.json": build_exchange()}.items():
         (HERE / name).write_text(dump(doc), encoding="utf-8")
         print(f"wrote {HERE / name}")
 
