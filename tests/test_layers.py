@@ -26,7 +26,7 @@ LAYERS = [
     ("node.services",),
     ("node.runtime", "node.outbound"),
     ("node.http", "node.web", "node.federation", "node.workers"),
-    ("node.app", "node.commands", "node.cli", "node.home"),
+    ("node.app", "node.serve", "node.commands", "node.cli", "node.home"),
 ]
 SIDEWAYS = {("node.federation", "node.http.problems")}
 MAX_LINES = 400

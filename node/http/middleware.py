@@ -77,11 +77,12 @@ async def authenticate(request: web.Request, handler) -> web.StreamResponse:
     return await handler(request)
 
 
-# What `open_read` opens to clients without a token, as the README says: offers and
-# needs (add categories here and there once that route exists). Peers, claims, matches,
-# logs, forks, events and node info always need a token.
+# What `open_read` opens to clients without a token, as the README says: offers, needs
+# and the vocabularies (categories, units). Peers, claims, matches, logs, forks, events
+# and node info always need a token.
 OPEN_READ_ROUTES = frozenset({
     f"{PREFIX}/offers", f"{PREFIX}/offers/{{id}}", f"{PREFIX}/needs", f"{PREFIX}/needs/{{id}}",
+    f"{PREFIX}/categories", f"{PREFIX}/units",
 })
 
 
