@@ -75,7 +75,9 @@ def layer_of(name: str) -> int:
     best, rank = -1, -1
     for i, group in enumerate(LAYERS):
         for prefix in group:
-            if (name == prefix or name.startswith(prefix + ".")) and len(prefix) > best:
+            # "node" itself is the package's __init__ only, not a catch-all for its modules.
+            inside = name.startswith(prefix + ".") and prefix != "node"
+            if (name == prefix or inside) and len(prefix) > best:
                 best, rank = len(prefix), i
     return rank
 
