@@ -42,3 +42,14 @@ async def test_quantities_out_of_range_are_422_on_every_write(node, value):
         assert problem["type"] == "urn:aidmesh:problem:invalid-field", problem
         assert problem["field"].startswith("quantity"), problem
     assert node.home.snapshot() == before
+
+
+@pytest.mark.parametrize("near", ["-1", "10000000000000000", "fffffffffffffffff",
+                                  "8fffffffffffffff", "0", "", "881f1d4811fffff\n"])
+async def test_near_values_that_are_no_h3_cell_are_400(node, near):
+    for kind in ("offers", "needs"):
+        r = await node.get(f"/api/v1/{kind}", params={"near": near}, role="reader")
+        problem = await r.json()
+        assert r.status == 400, (near, problem)
+        assert problem["type"] == "urn:aidmesh:problem:invalid-parameter"
+        assert problem["field"] == "near"
