@@ -229,9 +229,9 @@ def parse_query(kind: str, q: Mapping[str, str], config: Config) -> ListingQuery
             raise BadParameter("invalid-parameter", "near must be an H3 cell: 15 lowercase "
                                "hex digits, e.g. '8828308281fffff'", field="near") from None
         query.near = h3.cell_to_latlng(q["near"])
-        query.radius_km = _int(q, "radius_km", 10, 0, 1000)
-    elif "radius_km" in q:
-        raise BadParameter("invalid-parameter", "radius_km needs near", field="radius_km")
+    # Checked even without near (where it changes nothing): a schema cannot tie one query
+    # parameter to another, so the API does not either.
+    query.radius_km = _int(q, "radius_km", 10, 0, 1000)
     if "status" in q:
         if q["status"] not in STATUSES:
             raise BadParameter("invalid-parameter",

@@ -27,6 +27,7 @@ def rfc3339(ms: int | None) -> str | None:
 _RFC3339 = re.compile(r"^([0-9]{4})-([0-9]{2})-([0-9]{2})[Tt]([0-9]{2}):([0-9]{2}):([0-9]{2})"
                       r"(\.[0-9]+)?([Zz]|[+-][0-9]{2}:[0-9]{2})\Z")
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+CYCLE_MS = 146097 * 86_400_000  # 400 Gregorian years
 _INTEGER = re.compile(r"^-?[0-9]{1,18}\Z")
 _DECIMAL = re.compile(r"^[0-9]+(\.[0-9]+)?\Z")
 
@@ -40,11 +41,14 @@ def parse_time(value: Any, field: str) -> int:
     try:
         if m is None:
             raise ValueError
-        # A leap second (:60) is valid RFC 3339; it is the last ms of its minute here.
-        leap = m[6] == "60"
-        text = value[:17] + ("59" if leap else m[6]) + (m[7] or "")[:7] + m[8]
+        # A leap second (:60) is valid RFC 3339; it is the last ms of its minute here. Year
+        # 0000 is too, but not to datetime: it is read as 400, one Gregorian cycle later.
+        leap, year_zero = m[6] == "60", m[1] == "0000"
+        text = (("0400" if year_zero else m[1]) + value[4:17] + ("59" if leap else m[6])
+                + (m[7] or "")[:7] + m[8])
         dt = datetime.fromisoformat(text.upper().replace("Z", "+00:00"))
-        ms = (dt - EPOCH) // timedelta(milliseconds=1) + (999 if leap and not m[7] else 0)
+        ms = ((dt - EPOCH) // timedelta(milliseconds=1) + (999 if leap and not m[7] else 0)
+              - (CYCLE_MS if year_zero else 0))
     except (ValueError, OverflowError):
         raise Invalid("invalid-field", f"{field} is not an RFC 3339 time like "
                       f"'2026-11-21T18:00:00Z': {value[:40]!r}", field=field) from None
