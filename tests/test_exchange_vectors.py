@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from exchange_helpers import fold_state, over_committed
+from test_vectors import from_json
 
 from node.services.ledger import open_ledger
 from protocol import Identity, create_entry, verify_run
@@ -20,16 +21,6 @@ from protocol.entry import Entry
 
 VECTORS = Path(__file__).resolve().parent / "vectors"
 VEC = json.loads((VECTORS / "exchange.json").read_text(encoding="utf-8"))
-
-
-def from_json(value: Any) -> Any:
-    if isinstance(value, dict):
-        if set(value) == {"$bin"}:
-            return bytes.fromhex(value["$bin"])
-        return {k: from_json(v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [from_json(v) for v in value]
-    return value
 
 
 def logs() -> dict[str, list[Entry]]:
