@@ -3,7 +3,7 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 
-.PHONY: run test lint bench
+.PHONY: run test lint bench messages
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -26,3 +26,11 @@ test: $(VENV)/.test-installed
 
 bench: $(VENV)/.test-installed
 	for b in verify api sync match edge; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
+
+# After changing a page's words: refresh the template and each language's catalog, then
+# translate the new entries (tests/test_web_catalogs.py fails until every one is done).
+messages: $(VENV)/.test-installed
+	$(BIN)/pybabel extract -F node/web/babel.cfg --no-location --omit-header -k _ -k gettext \
+		-k ngettext:1,2 -o node/web/locale/messages.pot node/web
+	$(BIN)/pybabel update --no-fuzzy-matching --omit-header -i node/web/locale/messages.pot \
+		-d node/web/locale

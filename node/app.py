@@ -23,6 +23,7 @@ from .services.ledger import open_ledger
 from .store.files import private_database, private_dir
 from .store.lock import RunLock
 from .store.writer import Store
+from .web import site
 from .workers.retention import Retention
 from .workers.webhooks import Webhooks
 
@@ -35,7 +36,8 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
     (``lock``, as `aidmesh run` does before it touches the data dir)."""
     # The client API enforces config.max_body_bytes itself; federation pulls may be 1 MiB.
     app = web.Application(client_max_size=max(config.max_body_bytes, MAX_PULL_BODY),
-                          middlewares=[request_context, limits.per_address, authenticate,
+                          middlewares=[request_context, site.security_headers,
+                                       limits.per_address, authenticate,
                                        limits.per_token])
     limits.install(app, config.api_rate_per_s, config.api_burst,
                    config.api_rate_per_address_s, config.api_burst_per_address)
@@ -67,5 +69,7 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
     app.cleanup_ctx.append(open_node)
     for routes in (node_routes, listings, exchange, admin, moderation, events, vocabulary):
         routes.add_routes(app)
+    site.add_routes(app)
     app.add_subapp("/federation/v1", federation_app())
+    site.add_fallback(app)
     return app

@@ -22,6 +22,8 @@ from ..services.errors import (
     Invalid,
     NotFound,
     ServiceError,
+    TooMany,
+    Unauthorized,
 )
 from ..store.ledger import StoreError
 
@@ -47,6 +49,7 @@ TITLES = {
 }
 STATUS: dict[type[ServiceError], int] = {
     BadParameter: 400, Forbidden: 403, NotFound: 404, Conflict: 409, Invalid: 422,
+    Unauthorized: 401, TooMany: 429,
 }
 
 
@@ -80,7 +83,10 @@ class Problem(Exception):
 def from_error(exc: Exception) -> Problem | None:
     """The problem for a refusal raised below the HTTP layer; None for anything else."""
     if isinstance(exc, ServiceError):
-        return Problem(STATUS[type(exc)], exc.code, exc.detail, field=exc.field, **exc.extra)
+        headers = ({"Retry-After": str(exc.extra.get("retry_after", 1))}
+                   if isinstance(exc, TooMany) else None)
+        return Problem(STATUS[type(exc)], exc.code, exc.detail, field=exc.field,
+                       headers=headers, **exc.extra)
     if isinstance(exc, ProtocolError):
         # Fields are named as the client sent them (an update's sit under 'set').
         m = _FIELD_RE.search(exc.detail)

@@ -41,3 +41,12 @@ class Forbidden(ServiceError):
 
 class Conflict(ServiceError):
     """The thing is in a state that does not allow this now."""
+
+
+class Unauthorized(ServiceError):
+    """Who the caller is could not be established (wrong password, unknown session)."""
+
+
+class TooMany(ServiceError):
+    """Too many attempts in a short time; ``extra['retry_after']`` says how many seconds
+    until the next one may succeed."""

@@ -61,24 +61,47 @@ def list_matches(conn: sqlite3.Connection, me: str, now: int, *, need: str | Non
     elif origin != "all":
         where.append("(n.author = :origin OR o.author = :origin)")
         params["origin"] = origin
-    rank = " ".join(f"WHEN '{u}' THEN {r}" for u, r in URGENCY_RANK.items())
     rows = conn.execute(
         "SELECT m.need, m.offer, m.distance_km FROM matches m "
         "JOIN listings n ON n.id = m.need JOIN listings o ON o.id = m.offer "
-        f"WHERE {' AND '.join(where)} ORDER BY m.distance_km IS NULL, m.distance_km, "
-        f"CASE coalesce(n.urgency, 'normal') {rank} ELSE 2 END DESC, "
-        "max(n.updated, o.updated) DESC, m.need, m.offer LIMIT :limit OFFSET :offset",
+        f"WHERE {' AND '.join(where)} ORDER BY {_ORDER} LIMIT :limit OFFSET :offset",
         params).fetchall()
     more = len(rows) > limit
-    out = []
-    for r in rows[:limit]:
-        n, o = _listing(conn, r["need"]), _listing(conn, r["offer"])
-        distance = None if r["distance_km"] is None else round(r["distance_km"], 3)
-        out.append({"need": to_json(n, now), "offer": to_json(o, now),
-                    "distance_km": distance, "score": match_score(n, r["distance_km"]),
-                    "covers": covers(n, o)})
+    out = [_match(conn, r, now) for r in rows[:limit]]
     return out, encode_cursor([offset + limit]) if more else None
 
+
+_ORDER = ("m.distance_km IS NULL, m.distance_km, CASE coalesce(n.urgency, 'normal') "
+          + " ".join(f"WHEN '{u}' THEN {r}" for u, r in URGENCY_RANK.items())
+          + " ELSE 2 END DESC, max(n.updated, o.updated) DESC, m.need, m.offer")
+
+
+def _match(conn: sqlite3.Connection, r: sqlite3.Row, now: int) -> dict[str, Any]:
+    n, o = _listing(conn, r["need"]), _listing(conn, r["offer"])
+    distance = None if r["distance_km"] is None else round(r["distance_km"], 3)
+    return {"need": to_json(n, now), "offer": to_json(o, now), "distance_km": distance,
+            "score": match_score(n, r["distance_km"]), "covers": covers(n, o)}
+
+
+def best_for(conn: sqlite3.Connection, now: int, side: str, ids: list[str],
+             per: int = 3) -> dict[str, list[dict[str, Any]]]:
+    """The best ``per`` live matches of each of several needs (side 'need') or offers
+    (side 'offer'), in one query: a page showing many listings asks once, not per row."""
+    assert side in ("need", "offer")
+    if not ids:
+        return {}
+    marks = ", ".join("?" * len(ids))
+    live = " AND ".join((_live("n"), _live("o"))).replace(":now", "?")
+    rows = conn.execute(
+        "SELECT need, offer, distance_km FROM (SELECT m.need, m.offer, m.distance_km, "
+        f"row_number() OVER (PARTITION BY m.{side} ORDER BY {_ORDER}) AS rank "
+        "FROM matches m JOIN listings n ON n.id = m.need JOIN listings o ON o.id = m.offer "
+        f"WHERE m.{side} IN ({marks}) AND {live}) WHERE rank <= ?",
+        [*ids, now, now, per]).fetchall()
+    out: dict[str, list[dict[str, Any]]] = {i: [] for i in ids}
+    for r in rows:
+        out[r[side]].append(_match(conn, r, now))
+    return out
 
 
 def covers(need: sqlite3.Row, offer: sqlite3.Row) -> dict[str, Any] | None:
