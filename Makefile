@@ -21,16 +21,17 @@ run: $(VENV)/.run-installed
 	$(BIN)/aidmesh run $(ARGS)
 
 test: $(VENV)/.test-installed
+	bash .ci/chromium
 	$(BIN)/ruff check .
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed
-	for b in verify api sync match edge; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
+	for b in verify api sync match edge web; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
 
 # After changing a page's words: refresh the template and each language's catalog, then
 # translate the new entries (tests/test_web_catalogs.py fails until every one is done).
 messages: $(VENV)/.test-installed
 	$(BIN)/pybabel extract -F node/web/babel.cfg --no-location --omit-header -k _ -k gettext \
 		-k ngettext:1,2 -o node/web/locale/messages.pot node/web
-	$(BIN)/pybabel update --no-fuzzy-matching --omit-header -i node/web/locale/messages.pot \
+	$(BIN)/pybabel update --no-fuzzy-matching -i node/web/locale/messages.pot \
 		-d node/web/locale

@@ -14,6 +14,7 @@ from protocol import ProtocolError
 
 from . import __version__
 from . import commands as cmd
+from . import commands_people as cmd_people
 from .config import ConfigError
 from .home import HomeError
 from .services.errors import ServiceError
@@ -95,6 +96,28 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--name", default="cli")
     command(tsub, "list", "list tokens", cmd.cmd_token_list, json_out=True)
     command(tsub, "revoke", "revoke a token by id", cmd.cmd_token_revoke).add_argument("id")
+
+    psub = group("person", "people who sign in to the web app")
+    a = command(psub, "invite", "make a one-time join link (printed alone on the last line)",
+                cmd_people.cmd_person_invite)
+    a.add_argument("--role", default="coordinator", choices=list(ROLES),
+                   help="what the new person may do (default coordinator)")
+    a.add_argument("--days", type=int, default=7, help="how long the link works (1-30)")
+    command(psub, "list", "people, with their role", cmd_people.cmd_person_list,
+            json_out=True)
+    command(psub, "revoke", "remove a person: ends their sessions at once",
+            cmd_people.cmd_person_revoke).add_argument("name")
+
+    asub = group("area", "the group's named areas, offered in the web app's forms")
+    a = command(asub, "add", "name the coarse area around a point (only the cell is kept)",
+                cmd_people.cmd_area_add)
+    a.add_argument("name", help="e.g. Northside")
+    a.add_argument("--lat", required=True, help="latitude in decimal degrees, e.g. 40.4168")
+    a.add_argument("--lng", required=True, help="longitude in decimal degrees, e.g. -3.7038")
+    command(asub, "list", "the named areas and their cells", cmd_people.cmd_area_list,
+            json_out=True)
+    command(asub, "remove", "forget a named area", cmd_people.cmd_area_remove
+            ).add_argument("name")
 
     lsub = group("log", "log maintenance")
     command(lsub, "verify", "re-verify every stored entry", cmd.cmd_log_verify)

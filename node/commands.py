@@ -20,7 +20,7 @@ from typing import Any, TypeVar
 from . import __version__
 from .config import load_config
 from .home import initialise, load_identity
-from .services import claims, ids, listings, matches, peers, status, tokens, vocabulary
+from .services import claims, ids, listings, matches, peers, people, status, tokens, vocabulary
 from .services.ledger import open_ledger
 from .state.query import ListingQuery
 from .store.files import private_dir
@@ -79,6 +79,8 @@ def cmd_init(args: argparse.Namespace) -> None:
     done = initialise(args.home, name=args.name)
     print(f"data dir:  {done.config.home.resolve()}")
     print(f"node id:   {done.identity.node_id}")
+    if link := _write(args, lambda _, c: people.setup_link(c, done.config, now_ms())):
+        print(f"Open this link to create the first admin account: {link}")
     print("admin token (shown once; keep it safe):")
     print(done.admin_token)
 
@@ -105,6 +107,8 @@ def cmd_run(args: argparse.Namespace) -> None:
     base = f"http://{config.host}:{config.port}"
     print(f"aidmesh {__version__} node {done.identity.node_id}", flush=True)
     print(f"node URL (give it to peers): {base}", flush=True)
+    if link := _write(args, lambda _, c: people.setup_link(c, config, now_ms())):
+        print(f"Open this link to create the first admin account: {link}", flush=True)
     app = create_app(config, done.identity, lock=lock)
     asyncio.run(serve(app, config.host, config.port, Limits.of(config), ready=lambda: print(
         f"serving on {base}/api/v1 (Ctrl-C stops)", flush=True)))

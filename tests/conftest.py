@@ -41,6 +41,7 @@ from node.services.ledger import open_ledger
 from node.store.ledger import Ledger, now_ms
 from protocol import Entry, Identity, create_entry
 
+pytest_plugins = ["browser_plugin"]  # chromium, browser, nodes: see tests/browser.py
 ROLES = auth.ROLES
 CLOSE_TIMEOUT = 15.0
 

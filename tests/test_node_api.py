@@ -87,8 +87,9 @@ async def test_node_info(node):
 async def test_unknown_route_is_404_problem(node):
     r = await node.get("/api/v1/nothing-here", role=None)
     await expect_problem(r, 404, "not-found")
-    r = await node.get("/", role=None)
-    await expect_problem(r, 404, "not-found")
+    r = await node.get("/federation/v1/nothing-here", role=None)
+    assert r.status == 404  # never the web app's HTML page
+    assert "html" not in r.content_type
 
 
 async def test_wrong_method_is_405_problem_with_allow(node):

@@ -24,7 +24,6 @@ from browser import (
 )
 from playwright.async_api import Page, expect
 
-pytest_plugins = ["browser_plugin"]
 pytestmark = BROWSER
 
 PASSWORD = "a long enough passphrase"
@@ -130,7 +129,10 @@ async def test_the_whole_exchange_across_three_nodes(browser, nodes):
     await expect(maria.locator(".notice")).to_be_visible()
     await check(maria, "item-need-es")
 
-    # B's admin (an admin may coordinate) posts a fitting offer.
+    # María keeps Today open; B's admin (an admin may coordinate) posts a fitting offer.
+    await maria.goto(a.url + "/")
+    await expect(maria.locator("#today-lists")).to_contain_text("Pan para el comedor")
+    await maria.evaluate("() => { window.stillThisPage = true; }")
     admin_b = await browser.new_page(DESKTOP)
     await create_account(admin_b, b.setup_link, "Bea")
     await add_area(admin_b, "Southside", SOUTHSIDE)
@@ -139,9 +141,9 @@ async def test_the_whole_exchange_across_three_nodes(browser, nodes):
         "quantity": "20", "unit": "loaf", "area": "Southside"})
 
     # A's Today page shows the match without a reload (the live stream).
-    await maria.goto(a.url + "/")
     await expect(maria.locator("#today-lists")).to_contain_text("20 loaves of bread",
                                                                  timeout=20_000)
+    assert await maria.evaluate("() => window.stillThisPage === true")
     await check(maria, "today-es")
     offer_id = offer_url.rsplit("/", 1)[1]
 

@@ -14,6 +14,8 @@ from web_helpers import PASSWORD, WebClient, add_person
 from node.services import people
 from node.store.ledger import now_ms
 from node.web.views import CSP
+from protocol import Entry, decode_header
+from protocol.identity import sha256
 
 PAGES = ["/", "/browse", "/post/offer", "/post/need", "/claims", "/account", "/people",
          "/areas"]
@@ -271,3 +273,51 @@ async def test_unknown_pages_are_html_and_the_api_keeps_problem_json(node, clien
     await expect_problem(await node.get("/api/v1/no-such"), 404, "not-found")
     page = await admin.get("/offers/" + "0" * 64)
     assert page.status == 404 and "<html" in page.text
+
+
+async def test_edit_withdraw_and_erase_own_posts(node, clients):
+    coordinator = await signed_in(node, clients, "coordinator", "Cleo")
+    page = await coordinator.post("/post/offer", {
+        "title": "Bread", "category": "Bread and baked goods", "quantity": "20",
+        "unit": "loaf", "until": "2030-01-01T18:00"})
+    item = page.location.split("?")[0]
+    form = await coordinator.get(item + "/edit")
+    assert form.status == 200 and form.values()["title"] == "Bread"
+    assert form.values()["quantity"] == "20"
+    page = await coordinator.post(item + "/edit", {**form.values(), "quantity": "x"},
+                                  csrf=form.csrf)
+    assert page.status == 422 and "quantity" in page.errors()
+    page = await coordinator.post(item + "/edit", {**form.values(), "quantity": "15",
+                                                   "unit": "loaf"}, csrf=form.csrf)
+    assert page.status == 303
+    shown = await coordinator.get(item)
+    assert "15 loaves" in shown.text
+    page = await coordinator.post(item + "/withdraw", {}, form_page=item)
+    assert page.status == 303 and "withdrawn" in (await coordinator.get(item)).text
+    page = await coordinator.post(item + "/erase", {}, form_page=item)
+    assert page.status == 303 and page.location == "/?done=erased"
+    assert (await coordinator.get(item)).status == 404
+    listing_id = item.rsplit("/", 1)[1]
+    await expect_problem(await node.get(f"/api/v1/offers/{listing_id}"), 404, "not-found")
+
+
+async def test_another_groups_post_cannot_be_changed_here(make_node, clients):
+    a = await make_node("a")
+    offer = await a.create("offer")
+    b = await make_node("b")
+    b.home.ingest(_log_of(a))
+    coordinator = await signed_in(b, clients, "coordinator", "Cleo")
+    item = f"/offers/{offer['id']}"
+    page = await coordinator.get(item)
+    assert page.status == 200 and "/edit" not in page.text and "/erase" not in page.text
+    assert (await coordinator.get(item + "/edit")).status == 404
+    before = b.home.snapshot()
+    page = await coordinator.post(item + "/withdraw", {}, csrf=page.csrf)
+    assert page.status == 409 and "class=\"error\"" in page.text
+    assert b.home.snapshot() == before
+
+
+def _log_of(node) -> list[Entry]:
+    rows = node.home.query("SELECT raw, payload FROM entries WHERE author = ? ORDER BY seq",
+                           (node.home.identity.public,))
+    return [Entry(decode_header(r[0]).header, r[0], sha256(r[0]), r[1]) for r in rows]

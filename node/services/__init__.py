@@ -1,5 +1,6 @@
 """What the node does, one module per noun: listings, claims, matches, peers, tokens,
-moderation, webhooks, replication, status. Plain functions over a ledger and a
+people (accounts, invites, sessions), areas, moderation, webhooks, replication, status;
+overview composes what one web page shows. Plain functions over a ledger and a
 connection, run inside the caller's transaction; typed errors (errors.py) say what went
 wrong and what to do next.
 

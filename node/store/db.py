@@ -255,9 +255,34 @@ def _m7_nonces(db: sqlite_utils.Database) -> None:
     db.execute("CREATE INDEX federation_nonces_expires ON federation_nonces (expires)")
 
 
+def _m8_people(db: sqlite_utils.Database) -> None:
+    # People who sign in to the web app (services/people.py). Local only, never replicated.
+    # name_key (NFKC + casefold) keeps names unique beyond SQLite's ASCII-only NOCASE.
+    # IF NOT EXISTS: a schema taken back to an older version by hand may still hold them.
+    new = "CREATE TABLE IF NOT EXISTS"
+    db.execute(f"{new} people (id TEXT PRIMARY KEY, name TEXT NOT NULL UNIQUE COLLATE NOCASE, "
+               "name_key TEXT NOT NULL UNIQUE, role TEXT NOT NULL, hash TEXT NOT NULL, "
+               "language TEXT, created INTEGER NOT NULL, revoked INTEGER)")
+    # One-time invite links: only the SHA-256 of the token is kept. first = the setup link.
+    db.execute(f"{new} invites (hash BLOB PRIMARY KEY, role TEXT NOT NULL, "
+               "first INTEGER NOT NULL DEFAULT 0, created_by TEXT REFERENCES people (id), "
+               "created INTEGER NOT NULL, expires INTEGER NOT NULL, used INTEGER)")
+    db.execute(f"{new} sessions (id TEXT PRIMARY KEY, hash BLOB NOT NULL UNIQUE, "
+               "person_id TEXT NOT NULL REFERENCES people (id), csrf TEXT NOT NULL, "
+               "created INTEGER NOT NULL, last_seen INTEGER NOT NULL, "
+               "user_agent TEXT NOT NULL DEFAULT '')")
+    db.execute("CREATE INDEX IF NOT EXISTS sessions_person ON sessions (person_id)")
+    # The local audit trail: which person made each entry of this node's own log.
+    db.execute(f"{new} entry_people (entry_id BLOB PRIMARY KEY, person_id TEXT NOT NULL "
+               "REFERENCES people (id)) WITHOUT ROWID")
+    db.execute("CREATE INDEX IF NOT EXISTS entry_people_person ON entry_people (person_id)")
+    # The group's named areas: a coarse H3 cell each, nothing finer.
+    db.execute(f"{new} areas (name TEXT PRIMARY KEY COLLATE NOCASE, cell TEXT NOT NULL, "
+               "created INTEGER NOT NULL)")
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core, _m2_federation, _m3_exchange, _m4_webhooks, _m5_advertised, _m6_payloads,
-    _m7_nonces,
+    _m7_nonces, _m8_people,
 ]
 
 

@@ -30,11 +30,11 @@ async def add(request: web.Request, viewer: Viewer, form: Form) -> web.StreamRes
     node = request.app[NODE]
     errors: dict[str, str] = {}
     try:
-        lat, lng = float(form.get("lat", "")), float(form.get("lng", ""))
+        lat, lng = (float(form.get(k, "").strip().replace(",", ".")) for k in ("lat", "lng"))
     except ValueError:
         errors["lat"] = viewer.texts.gettext(
-            "Use “Use my location” where the area is, or write its latitude and longitude "
-            "as numbers, like 40.4168 and -3.7038.")
+            "Stand in the area and press “Use my location”, or write its latitude and "
+            "longitude as numbers, like 40.4168 and -3.7038.")
     if not errors:
         try:
             await node.store.write(lambda c: areas.add(c, form.get("name", ""), lat, lng,

@@ -116,6 +116,16 @@ async def browse(request: web.Request, viewer: Viewer, form: Form) -> web.Stream
         status=400 if errors else 200)
 
 
+def _post_title(viewer: Viewer, kind: str) -> str:
+    _ = viewer.texts.gettext
+    return _("Post an offer") if kind == "offer" else _("Post a need")
+
+
+def _edit_title(viewer: Viewer, kind: str) -> str:
+    _ = viewer.texts.gettext
+    return _("Edit offer") if kind == "offer" else _("Edit need")
+
+
 def _post_context(viewer: Viewer, kind: str, choices: dict[str, Any]) -> dict[str, Any]:
     return {"kind": kind, "areas": choices["areas"], "units": choices["units"],
             "categories": forms.category_labels(viewer.texts,
@@ -130,7 +140,7 @@ async def post_form(request: web.Request, viewer: Viewer, form: Form) -> web.Str
     values = {"until": forms.default_until(), "unit": "each", "urgency": "normal"}
     return render(request, viewer, "post.html", {
         **_post_context(viewer, kind, choices), "values": values, "errors": {},
-        "title": viewer.texts.gettext("Post an offer" if kind == "offer" else "Post a need")})
+        "title": _post_title(viewer, kind)})
 
 
 @page("coordinator")
@@ -148,7 +158,7 @@ async def post(request: web.Request, viewer: Viewer, form: Form) -> web.StreamRe
             checked.errors.update(field_errors(exc, viewer.texts, forms.LISTING_FIELDS))
     return render(request, viewer, "post.html", {
         **_post_context(viewer, kind, choices), "values": form, "errors": checked.errors,
-        "title": viewer.texts.gettext("Post an offer" if kind == "offer" else "Post a need")},
+        "title": _post_title(viewer, kind)},
         status=422)
 
 
@@ -209,7 +219,7 @@ async def edit_form(request: web.Request, viewer: Viewer, form: Form) -> web.Str
                            if a.cell == current.get("area")), "")
     return render(request, viewer, "post.html", {
         **_post_context(viewer, kind, choices), "values": values, "errors": {},
-        "editing": target, "title": viewer.texts.gettext("Change")})
+        "editing": target, "title": _edit_title(viewer, kind)})
 
 
 @page("coordinator")
@@ -227,7 +237,7 @@ async def edit(request: web.Request, viewer: Viewer, form: Form) -> web.StreamRe
             checked.errors.update(field_errors(exc, viewer.texts, forms.LISTING_FIELDS))
     return render(request, viewer, "post.html", {
         **_post_context(viewer, kind, choices), "values": form, "errors": checked.errors,
-        "editing": target, "title": viewer.texts.gettext("Change")}, status=422)
+        "editing": target, "title": _edit_title(viewer, kind)}, status=422)
 
 
 def _action(verb: str, done: str):

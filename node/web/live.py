@@ -18,7 +18,7 @@ from ..runtime import NODE, require
 from .views import WEB, Form, Viewer, not_found, page
 
 STATIC = Path(__file__).parent / "static"
-TYPES = {".css": "text/css", ".js": "text/javascript"}
+TYPES = {".css": "text/css", ".js": "text/javascript", ".svg": "image/svg+xml"}
 PING_S = 15.0
 
 

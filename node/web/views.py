@@ -183,8 +183,8 @@ def explain(exc: ServiceError, texts: Texts) -> str:
     known = {
         "unknown-category": _("We do not know this category. Pick one from the list."),
         "unknown-unit": _("We do not know this unit. Pick one from the list."),
-        "unit-mismatch": _("These two are counted in units that do not convert into "
-                           "each other."),
+        "unit-mismatch": _("The offer and the need are counted in units that do not "
+                           "convert into each other, like kilograms and boxes."),
         "in-the-past": _("This time has already passed. Choose a later one."),
         "not-enough": _("There is not that much left. Ask for less."),
         "nothing-available": _("Nothing is left of it to give."),
