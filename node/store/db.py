@@ -280,9 +280,16 @@ def _m8_people(db: sqlite_utils.Database) -> None:
     db.execute(f"{new} areas (name TEXT PRIMARY KEY COLLATE NOCASE, cell TEXT NOT NULL, "
                "created INTEGER NOT NULL)")
 
+def _m9_profile_index(db: sqlite_utils.Database) -> None:
+    # Group names come from each author's latest profile (services/overview.py): without
+    # this the lookup scans every entry on each page that names other groups.
+    db.execute("CREATE INDEX IF NOT EXISTS entries_profiles ON entries (author, seq) "
+               "WHERE kind = 'profile'")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core, _m2_federation, _m3_exchange, _m4_webhooks, _m5_advertised, _m6_payloads,
-    _m7_nonces, _m8_people,
+    _m7_nonces, _m8_people, _m9_profile_index,
 ]
 
 

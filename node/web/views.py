@@ -19,7 +19,7 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
-from ..runtime import NODE, Node, require
+from ..runtime import NODE, require
 from ..services import people
 from ..services.errors import ServiceError
 from ..store.ledger import now_ms
@@ -202,7 +202,7 @@ def explain(exc: ServiceError, texts: Texts) -> str:
     return known.get(exc.code, exc.detail)
 
 
-def with_security_headers(response: web.StreamResponse, request: web.Request) -> None:
+def with_security_headers(response: web.StreamResponse) -> None:
     headers = response.headers
     headers.setdefault("Content-Security-Policy", CSP)
     headers.setdefault("X-Content-Type-Options", "nosniff")
@@ -218,20 +218,16 @@ async def security_headers(request: web.Request, handler: Any) -> web.StreamResp
         response = await handler(request)
     except web.HTTPException as exc:
         if not request.path.startswith(("/api/", "/federation/")):
-            with_security_headers(exc, request)
+            with_security_headers(exc)
         raise
     if not request.path.startswith(("/api/", "/federation/")):
-        with_security_headers(response, request)
+        with_security_headers(response)
     return response
 
 
 def session_cookie(response: web.StreamResponse, request: web.Request, token: str) -> None:
     response.set_cookie(SESSION_COOKIE, token, httponly=True, samesite="Lax",
                         secure=secure(request), path="/", max_age=90 * 24 * 3600)
-
-
-def node_of(request: web.Request) -> Node:
-    return request.app[NODE]
 
 
 async def append_as(request: web.Request, viewer: Viewer, fn: Callable[..., Any]) -> Any:
