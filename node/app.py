@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
+from aiohttp_remotes import XForwardedStrict
 
 from protocol import Identity
 
@@ -39,6 +40,8 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
                           middlewares=[request_context, site.security_headers,
                                        limits.per_address, authenticate,
                                        limits.per_token])
+    if config.trusted_proxies:
+        app.middlewares.insert(0, XForwardedStrict([config.trusted_proxies]).middleware)
     limits.install(app, config.api_rate_per_s, config.api_burst,
                    config.api_rate_per_address_s, config.api_burst_per_address)
 

@@ -14,6 +14,7 @@ from protocol import ProtocolError
 
 from . import __version__
 from . import commands as cmd
+from . import commands_ops as ops
 from . import commands_people as cmd_people
 from .config import ConfigError
 from .home import HomeError
@@ -164,8 +165,13 @@ def build_parser() -> argparse.ArgumentParser:
         a.add_argument("--lang", default="en", choices=["en", "es"], help="label language")
 
     command(sub, "reindex", "rebuild state from the log", cmd.cmd_reindex)
-    command(sub, "backup", "online backup of the database to PATH",
-            cmd.cmd_backup).add_argument("path")
+    command(sub, "backup", "back up the data dir (database, key, settings) to the new "
+            "directory PATH, safely while the node runs; PATH ending in .db: the database "
+            "alone", ops.cmd_backup).add_argument("path")
+    a = command(sub, "restore", "restore a backup into a new, empty data dir (--home)",
+                ops.cmd_restore)
+    a.add_argument("source", help="a directory made by 'aidmesh backup', or a .db file")
+    a.add_argument("--key", help="the node.key file, when SOURCE is a .db file")
     command(sub, "export", "every entry as JSON lines", cmd.cmd_export)
     return parser
 

@@ -14,7 +14,6 @@ import logging
 import sqlite3
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any, TypeVar
 
 from . import __version__
@@ -357,12 +356,6 @@ def cmd_reindex(args: argparse.Namespace) -> None:
     with _ledger(args) as ledger:
         count = ledger.rebuild()
     print(f"rebuilt state from {count} entries")
-
-
-def cmd_backup(args: argparse.Namespace) -> None:
-    target = Path(args.path)
-    _read(args, lambda ledger, c: status.backup(c, target))
-    print(f"backed up to {target}")
 
 
 def cmd_export(args: argparse.Namespace) -> None:

@@ -6,6 +6,7 @@ loopback only, read access closed, limits that keep a Raspberry Pi responsive.
 
 from __future__ import annotations
 
+import ipaddress
 import os
 import tomllib
 from dataclasses import asdict, dataclass, field, fields
@@ -43,6 +44,10 @@ class Config:
     # Outbound calls (peers, webhooks): extra refused address ranges (comma-separated
     # CIDRs), checked after DNS; webhooks may call loopback / link-local only if allowed.
     outbound_deny: str = ""
+    # Behind a reverse proxy (Caddy, nginx on this machine): its address(es). Requests
+    # from it are taken to come from the last X-Forwarded-For address, so rate limits and
+    # sign-in limits count each person, not the proxy; any other caller is refused.
+    trusted_proxies: list[str] = field(default_factory=list)
     webhook_allow_local: bool = False
     # Client API rate limits (requests/s sustained, and bursts) per token and per address;
     # 0 turns one off. Federation has its own per-peer limits.
@@ -152,6 +157,12 @@ def load_config(home: str | Path | None = None, env: dict[str, str] | None = Non
         raise ConfigError("max_matches_per_listing must be 0-500 (0: no bound), got "
                           f"{cfg.max_matches_per_listing}")
     _check_vocabulary(cfg)
+    for proxy in cfg.trusted_proxies:
+        try:
+            ipaddress.ip_network(proxy, strict=False)
+        except ValueError:
+            raise ConfigError(f"trusted_proxies: {proxy!r} is not an IP address or network "
+                              "(the reverse proxy's, e.g. 127.0.0.1)") from None
     if min(cfg.header_timeout_s, cfg.body_timeout_s) <= 0 or min(
             cfg.max_connections, cfg.max_connections_per_address) < 1:
         raise ConfigError("header_timeout_s and body_timeout_s must be above 0, "
