@@ -14,6 +14,7 @@ from typing import Any
 
 from protocol.kinds import URGENCIES
 from protocol.taxonomy import LABELS
+from protocol.taxonomy import LANGUAGES as LABEL_LANGUAGES
 
 from ..services import areas
 from ..services.errors import ServiceError
@@ -43,7 +44,7 @@ class Checked:
 
 def category_labels(texts: Texts, extra: list[str]) -> list[tuple[str, str]]:
     """(value to show and send, path) for the picker: labels in the viewer's language."""
-    index = 1 if texts.lang == "es" else 0
+    index = _label_index(texts)
     out = [(labels[index], path) for path, labels in LABELS.items()]
     return out + [(path, path) for path in extra if path not in LABELS]
 
@@ -58,7 +59,12 @@ def category_path(text: str, extra: list[str]) -> str | None:
 
 def category_label(path: str, texts: Texts) -> str:
     labels = LABELS.get(path)
-    return labels[1 if texts.lang == "es" else 0] if labels else path
+    return labels[_label_index(texts)] if labels else path
+
+
+def _label_index(texts: Texts) -> int:
+    """Which of the taxonomy's labels is in the viewer's language (English if none)."""
+    return LABEL_LANGUAGES.index(texts.lang) if texts.lang in LABEL_LANGUAGES else 0
 
 
 def _local(text: str, tz_minutes: str) -> int | None:

@@ -21,7 +21,7 @@ from babel.support import NullTranslations, Translations
 from protocol import units
 
 LOCALE_DIR = Path(__file__).parent / "locale"
-LANGUAGES = ("en", "es")  # shipped complete; tests/test_web_catalogs.py checks each
+LANGUAGES = ("en", "es", "ar")  # shipped complete; tests/test_web_catalogs.py checks each
 DEFAULT = "en"
 
 
@@ -60,13 +60,15 @@ def negotiate(chosen: str | None, accept_language: str) -> str:
 
 def plural(word: str, lang: str, synonyms: tuple[str, ...]) -> str:
     """The plural of a unit's label: Spanish by its rule, English from the unit's own
-    synonyms (loaf -> loaves) or with an s."""
+    synonyms (loaf -> loaves) or with an s; other languages keep the label."""
     if lang == "es":
         if word[-1] in "aeiouáéó":
             return word + "s"
         if word.endswith("ón"):
             return word[:-2] + "ones"
         return word[:-1] + "ces" if word.endswith("z") else word + "es"
+    if lang != "en":
+        return word  # no rule we can trust: the label as the vocabulary gives it
     stem = word[: max(2, len(word) - 2)]
     found = next((s for s in synonyms if s != word and s.startswith(stem) and
                   s.endswith("s") and " " not in s), None)
@@ -125,7 +127,7 @@ class Texts:
         unit = units.BY_CODE.get(code)
         if unit is None:
             return code
-        name = unit.es if self.lang == "es" else unit.en
+        name = getattr(unit, self.lang, None) or unit.en
         return name if Decimal(str(count)) == 1 else plural(name, self.lang, unit.synonyms)
 
     def label(self, value: str | None) -> str:
