@@ -15,11 +15,13 @@ from protocol import Identity
 
 from .config import Config
 from .federation.gossip import Gossip
+from .federation.invites import Peering
 from .federation.server import MAX_PULL_BODY, federation_app
 from .http import admin, events, exchange, limits, listings, moderation, vocabulary
 from .http import node as node_routes
 from .http.middleware import authenticate, request_context
 from .runtime import NODE, Metrics, Node
+from .services import settings
 from .services.ledger import open_ledger
 from .store.files import private_database, private_dir
 from .store.lock import RunLock
@@ -53,9 +55,11 @@ def create_app(config: Config, identity: Identity, *, lock: RunLock | None = Non
         private_database(config.db_path)
         store = Store(open_ledger(config.db_path, identity, config.max_matches_per_listing))
         await store.start()
+        settings.apply(config, await store.read(settings.stored))  # saved on /admin/settings
         node = Node(config=config, identity=identity, store=store, metrics=Metrics())
         store.on_foreign.append(node.tokens.clear)  # a token revoked by the CLI
         node.gossip = Gossip(node)
+        node.peering = Peering(node)
         app[NODE] = node
         retention = Retention(node)
         await node.gossip.start()

@@ -15,7 +15,9 @@ from protocol import ProtocolError
 from . import __version__
 from . import commands as cmd
 from . import commands_ops as ops
+from . import commands_peering as cmd_peering
 from . import commands_people as cmd_people
+from . import commands_sheets as cmd_sheets
 from .config import ConfigError
 from .home import HomeError
 from .services.errors import ServiceError
@@ -131,6 +133,17 @@ def build_parser() -> argparse.ArgumentParser:
     command(psub, "remove", "stop trusting a peer: appends an untrust entry",
             cmd.cmd_peer_remove).add_argument("id")
     command(psub, "list", "peers with sync progress", cmd.cmd_peer_list, json_out=True)
+    a = command(psub, "invite", "make a one-time invite code another node joins with "
+                "(needs public_url)", cmd_peering.cmd_peer_invite)
+    a.add_argument("--hours", type=int, default=72, help="how long the code works (1-720, "
+                   "default 72)")
+    command(psub, "join", "peer with the node that made an invite code: both trust each "
+            "other", cmd_peering.cmd_peer_join).add_argument(
+        "code", help="the code (or the whole link) the other node's admin gave you")
+    command(psub, "invites", "invite codes not used yet", cmd_peering.cmd_peer_invites,
+            json_out=True)
+    command(psub, "revoke-invite", "make an unused invite code stop working",
+            cmd_peering.cmd_peer_revoke_invite).add_argument("id")
 
     csub = group("claim", "claims on offers and needs, and answers to them")
     a = command(csub, "list", "claims this node holds, newest first", cmd.cmd_claim_list,
@@ -172,7 +185,23 @@ def build_parser() -> argparse.ArgumentParser:
                 ops.cmd_restore)
     a.add_argument("source", help="a directory made by 'aidmesh backup', or a .db file")
     a.add_argument("--key", help="the node.key file, when SOURCE is a .db file")
-    command(sub, "export", "every entry as JSON lines", cmd.cmd_export)
+    p = command(sub, "export", "offers, needs, claims or hand-overs as CSV (without WHAT: "
+                "every entry as JSON lines)", cmd_sheets.cmd_export)
+    p.add_argument("what", nargs="?", choices=["offers", "needs", "claims", "handovers"])
+    p.add_argument("--bom", action="store_true", help="start with a UTF-8 BOM (Excel)")
+    p.add_argument("--delimiter", default="comma", choices=["comma", "semicolon"])
+    p.add_argument("--scope", default="ours", choices=["ours", "all"],
+                   help="offers and needs: this group's own (default) or all shown here")
+    p.add_argument("-o", "--output", help="file to write (default standard output)")
+    p = command(sub, "import", "post offers and needs from a CSV file, after a preview",
+                cmd_sheets.cmd_import, json_out=True)
+    p.add_argument("file", help="the CSV file (docs/sample-offers.csv shows the columns)")
+    p.add_argument("--kind", choices=["offer", "need"], help="for rows without a kind column")
+    p.add_argument("--yes", action="store_true", help="post without asking")
+    p.add_argument("--map", action="append", metavar="COLUMN=FIELD",
+                   help="read a column as a field (title, category, quantity, unit, until, "
+                   "from, area, urgency, tags, description, kind, action, language, key, "
+                   "ignore); repeat for several")
     return parser
 
 

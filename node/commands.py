@@ -19,7 +19,18 @@ from typing import Any, TypeVar
 from . import __version__
 from .config import load_config
 from .home import initialise, load_identity
-from .services import claims, ids, listings, matches, peers, people, status, tokens, vocabulary
+from .services import (
+    claims,
+    ids,
+    listings,
+    matches,
+    peers,
+    people,
+    settings,
+    status,
+    tokens,
+    vocabulary,
+)
 from .services.ledger import open_ledger
 from .state.query import ListingQuery
 from .store.files import private_dir
@@ -126,6 +137,9 @@ def cmd_status(args: argparse.Namespace) -> None:
               f"{counts['offers']} offers, {counts['needs']} needs")
         print(f"peers:    {status.peer_count(c, ledger.identity.public)} "
               "('aidmesh peer list' for sync progress)")
+        lag = status.projector(c)
+        print(f"folding:  {lag['lag_entries']} entries not yet searchable" + (
+            f" (oldest waiting {lag['lag_seconds']:.1f} s)" if lag["lag_entries"] else ""))
     if forks:
         print(f"FORKS:    {len(forks)} log(s) frozen at a fork:")
         for f in forks:
@@ -167,7 +181,7 @@ def cmd_listing_add(kind: str) -> Callable[[argparse.Namespace], None]:
     def run(args: argparse.Namespace) -> None:
         body = _listing_body(args, kind)
         config = load_config(args.home)  # the settings' own categories and units count
-        item = _write(args, lambda ledger, c: (vocabulary.publish(ledger, c, config),
+        item = _write(args, lambda ledger, c: (settings.publish(ledger, c, config),
                                                listings.post(ledger, c, kind, body))[1])
         _emit(args, [item], lambda i: f"posted {kind} {listing_line(i)}")
 

@@ -70,6 +70,7 @@ class Node:
     metrics: Metrics
     gossip: Any = None  # node.federation.gossip.Gossip, set once the store is open
     webhooks: Any = None  # node.workers.webhooks.Webhooks, set once the store is open
+    peering: Any = None  # node.federation.invites.Peering: join(code) by invite code
     tokens: TokenCache = field(default_factory=TokenCache)
     started: float = field(default_factory=time.time)
 

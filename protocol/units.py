@@ -22,6 +22,7 @@ from fractions import Fraction
 # A unit a group declares for itself (profile `units`, §9.3): a code, not free text.
 UNIT_CODE_RE = re.compile(r"^[a-z][a-z0-9-]{0,31}\Z")
 STEP = Decimal("0.001")  # quantities carry at most three decimals (§9.2)
+LANGUAGES = ("en", "es", "ar")  # the labels each unit carries (Unit.en, .es, .ar)
 _ASCII_UPPER = str.maketrans("ABCDEFGHIJKLMNOPQRSTUVWXYZ", "abcdefghijklmnopqrstuvwxyz")
 
 
@@ -33,78 +34,89 @@ class Unit:
     factor: Decimal  # how many base units one of this unit is
     en: str
     es: str
+    ar: str
     synonyms: tuple[str, ...]
 
+    @property
+    def labels(self) -> dict[str, str]:
+        """The unit's name in each of LANGUAGES, as people see it in a picker."""
+        return {lang: getattr(self, lang) for lang in LANGUAGES}
 
-def _u(code: str, dimension: str, base: str, factor: str, en: str, es: str,
+
+def _u(code: str, dimension: str, base: str, factor: str, en: str, es: str, ar: str,
        synonyms: str = "") -> Unit:
-    return Unit(code, dimension, base, Decimal(factor), en, es, tuple(synonyms.split()))
+    return Unit(code, dimension, base, Decimal(factor), en, es, ar, tuple(synonyms.split()))
 
 
 UNITS: tuple[Unit, ...] = (
     # count: each is its own kind of thing; pair and dozen are multiples of each
-    _u("each", "count", "each", "1", "item", "unidad",
+    _u("each", "count", "each", "1", "item", "unidad", "قطعة",
        "ea item items piece pieces pc pcs unit units unidad unidades pieza piezas"),
-    _u("pair", "count", "each", "2", "pair", "par", "pairs par pares"),
-    _u("dozen", "count", "each", "12", "dozen", "docena", "dozens doz dz docena docenas"),
-    _u("loaf", "count", "loaf", "1", "loaf", "barra", "loaves loafs barra barras hogaza "
-       "hogazas"),
-    _u("box", "count", "box", "1", "box", "caja", "boxes caja cajas"),
-    _u("bag", "count", "bag", "1", "bag", "bolsa", "bags sack sacks bolsa bolsas saco sacos"),
-    _u("meal", "count", "meal", "1", "meal", "comida", "meals comida comidas"),
-    _u("portion", "count", "portion", "1", "portion", "ración", "portions serving servings "
-       "porcion porciones racion raciones"),
-    _u("bottle", "count", "bottle", "1", "bottle", "botella", "bottles botella botellas"),
-    _u("can", "count", "can", "1", "can", "lata", "cans tin tins lata latas"),
-    _u("jar", "count", "jar", "1", "jar", "frasco", "jars frasco frascos tarro tarros"),
-    _u("pack", "count", "pack", "1", "pack", "paquete", "packs package packages packet "
-       "packets pkg paquete paquetes"),
-    _u("crate", "count", "crate", "1", "crate", "cajón", "crates cajon cajones"),
-    _u("person", "count", "person", "1", "person", "persona", "people persons persona "
-       "personas"),
-    _u("bed", "count", "bed", "1", "bed", "cama", "beds cama camas"),
-    _u("night", "count", "night", "1", "night", "noche", "nights noche noches"),
-    _u("seat", "count", "seat", "1", "seat", "plaza", "seats asiento asientos plaza plazas"),
-    _u("ride", "count", "ride", "1", "ride", "viaje", "rides trip trips viaje viajes"),
-    _u("bunch", "count", "bunch", "1", "bunch", "manojo", "bunches manojo manojos ramo ramos"),
-    _u("bar", "count", "bar", "1", "bar", "pastilla", "bars pastilla pastillas"),
-    _u("set", "count", "set", "1", "set", "juego", "sets kit kits juego juegos"),
-    _u("voucher", "count", "voucher", "1", "voucher", "vale", "vouchers vale vales bono "
-       "bonos"),
+    _u("pair", "count", "each", "2", "pair", "par", "زوج", "pairs par pares"),
+    _u("dozen", "count", "each", "12", "dozen", "docena", "دزينة", "dozens doz dz docena docenas"),
+    _u("loaf", "count", "loaf", "1", "loaf", "barra", "رغيف",
+       "loaves loafs barra barras hogaza hogazas"),
+    _u("box", "count", "box", "1", "box", "caja", "صندوق", "boxes caja cajas"),
+    _u("bag", "count", "bag", "1", "bag", "bolsa", "كيس",
+       "bags sack sacks bolsa bolsas saco sacos"),
+    _u("meal", "count", "meal", "1", "meal", "comida", "وجبة", "meals comida comidas"),
+    _u("portion", "count", "portion", "1", "portion", "ración", "حصة",
+       "portions serving servings porcion porciones racion raciones"),
+    _u("bottle", "count", "bottle", "1", "bottle", "botella", "زجاجة", "bottles botella botellas"),
+    _u("can", "count", "can", "1", "can", "lata", "علبة", "cans tin tins lata latas"),
+    _u("jar", "count", "jar", "1", "jar", "frasco", "مرطبان", "jars frasco frascos tarro tarros"),
+    _u("pack", "count", "pack", "1", "pack", "paquete", "عبوة",
+       "packs package packages packet packets pkg paquete paquetes"),
+    _u("crate", "count", "crate", "1", "crate", "cajón", "قفص", "crates cajon cajones"),
+    _u("person", "count", "person", "1", "person", "persona", "شخص",
+       "people persons persona personas"),
+    _u("bed", "count", "bed", "1", "bed", "cama", "سرير", "beds cama camas"),
+    _u("night", "count", "night", "1", "night", "noche", "ليلة", "nights noche noches"),
+    _u("seat", "count", "seat", "1", "seat", "plaza", "مقعد",
+       "seats asiento asientos plaza plazas"),
+    _u("ride", "count", "ride", "1", "ride", "viaje", "توصيلة", "rides trip trips viaje viajes"),
+    _u("bunch", "count", "bunch", "1", "bunch", "manojo", "حزمة",
+       "bunches manojo manojos ramo ramos"),
+    _u("bar", "count", "bar", "1", "bar", "pastilla", "قالب", "bars pastilla pastillas"),
+    _u("set", "count", "set", "1", "set", "juego", "طقم", "sets kit kits juego juegos"),
+    _u("voucher", "count", "voucher", "1", "voucher", "vale", "قسيمة",
+       "vouchers vale vales bono bonos"),
     # money: each currency is its own base (no exchange rates)
-    _u("eur", "money", "eur", "1", "euro", "euro", "euro euros"),
-    _u("usd", "money", "usd", "1", "US dollar", "dólar", "dollar dollars dolar dolares"),
+    _u("eur", "money", "eur", "1", "euro", "euro", "يورو", "euro euros"),
+    _u("usd", "money", "usd", "1", "US dollar", "dólar", "دولار أمريكي",
+       "dollar dollars dolar dolares"),
     # mass, base gram
-    _u("mg", "mass", "g", "0.001", "milligram", "miligramo", "milligram milligrams "
-       "miligramo miligramos"),
-    _u("g", "mass", "g", "1", "gram", "gramo", "gr grs gram grams gramme grammes gramo "
-       "gramos"),
-    _u("kg", "mass", "g", "1000", "kilogram", "kilogramo", "kgs kilo kilos kilogram "
-       "kilograms kilogramme kilogrammes kilogramo kilogramos"),
-    _u("t", "mass", "g", "1000000", "tonne", "tonelada", "tonne tonnes tonelada toneladas"),
-    _u("oz", "mass", "g", "28.349523125", "ounce", "onza", "ounce ounces onza onzas"),
-    _u("lb", "mass", "g", "453.59237", "pound", "libra", "lbs pound pounds libra libras"),
+    _u("mg", "mass", "g", "0.001", "milligram", "miligramo", "مليغرام",
+       "milligram milligrams miligramo miligramos"),
+    _u("g", "mass", "g", "1", "gram", "gramo", "غرام",
+       "gr grs gram grams gramme grammes gramo gramos"),
+    _u("kg", "mass", "g", "1000", "kilogram", "kilogramo", "كيلوغرام",
+       "kgs kilo kilos kilogram kilograms kilogramme kilogrammes kilogramo kilogramos"),
+    _u("t", "mass", "g", "1000000", "tonne", "tonelada", "طن", "tonne tonnes tonelada toneladas"),
+    _u("oz", "mass", "g", "28.349523125", "ounce", "onza", "أونصة", "ounce ounces onza onzas"),
+    _u("lb", "mass", "g", "453.59237", "pound", "libra", "رطل", "lbs pound pounds libra libras"),
     # volume, base millilitre
-    _u("ml", "volume", "ml", "1", "millilitre", "mililitro", "millilitre millilitres "
-       "milliliter milliliters mililitro mililitros"),
-    _u("cl", "volume", "ml", "10", "centilitre", "centilitro", "centilitre centilitres "
-       "centiliter centiliters centilitro centilitros"),
-    _u("l", "volume", "ml", "1000", "litre", "litro", "lt ltr ltrs litre litres liter "
-       "liters litro litros"),
-    _u("gal", "volume", "ml", "3785.411784", "US gallon", "galón", "gallon gallons galon "
-       "galones"),
+    _u("ml", "volume", "ml", "1", "millilitre", "mililitro", "مليلتر",
+       "millilitre millilitres milliliter milliliters mililitro mililitros"),
+    _u("cl", "volume", "ml", "10", "centilitre", "centilitro", "سنتيلتر",
+       "centilitre centilitres centiliter centiliters centilitro centilitros"),
+    _u("l", "volume", "ml", "1000", "litre", "litro", "لتر",
+       "lt ltr ltrs litre litres liter liters litro litros"),
+    _u("gal", "volume", "ml", "3785.411784", "US gallon", "galón", "غالون أمريكي",
+       "gallon gallons galon galones"),
     # time, base minute
-    _u("min", "time", "min", "1", "minute", "minuto", "mins minute minutes minuto minutos"),
-    _u("hour", "time", "min", "60", "hour", "hora", "h hr hrs hours hora horas"),
-    _u("day", "time", "min", "1440", "day", "día", "days dia dias"),
-    _u("week", "time", "min", "10080", "week", "semana", "weeks wk semana semanas"),
+    _u("min", "time", "min", "1", "minute", "minuto", "دقيقة",
+       "mins minute minutes minuto minutos"),
+    _u("hour", "time", "min", "60", "hour", "hora", "ساعة", "h hr hrs hours hora horas"),
+    _u("day", "time", "min", "1440", "day", "día", "يوم", "days dia dias"),
+    _u("week", "time", "min", "10080", "week", "semana", "أسبوع", "weeks wk semana semanas"),
     # length, base metre; area
-    _u("cm", "length", "m", "0.01", "centimetre", "centímetro", "centimetre centimetres "
-       "centimeter centimeters centimetro centimetros"),
-    _u("m", "length", "m", "1", "metre", "metro", "metre metres meter meters metro metros"),
-    _u("km", "length", "m", "1000", "kilometre", "kilómetro", "kilometre kilometres "
-       "kilometer kilometers kilometro kilometros"),
-    _u("m2", "area", "m2", "1", "square metre", "metro cuadrado", "sqm"),
+    _u("cm", "length", "m", "0.01", "centimetre", "centímetro", "سنتيمتر",
+       "centimetre centimetres centimeter centimeters centimetro centimetros"),
+    _u("m", "length", "m", "1", "metre", "metro", "متر", "metre metres meter meters metro metros"),
+    _u("km", "length", "m", "1000", "kilometre", "kilómetro", "كيلومتر",
+       "kilometre kilometres kilometer kilometers kilometro kilometros"),
+    _u("m2", "area", "m2", "1", "square metre", "metro cuadrado", "متر مربع", "sqm"),
 )
 
 

@@ -21,7 +21,7 @@ from node.config import ConfigError, load_config
 from node.services.values import rfc3339
 from node.store.ledger import now_ms
 from protocol import decode
-from protocol.taxonomy import LABELS, STARTER_TAXONOMY
+from protocol.taxonomy import LABELS, LANGUAGES, STARTER_TAXONOMY
 
 DOC = Path(__file__).resolve().parent.parent / "docs" / "protocol.md"
 OFFER = {"title": "Bread", "category": "food/bread", "action": "transfer"}
@@ -30,10 +30,11 @@ OFFER = {"title": "Bread", "category": "food/bread", "action": "transfer"}
 def test_the_spec_lists_the_same_categories():
     text = DOC.read_text(encoding="utf-8")
     section = text[text.index("## 11. Categories"):text.index("## 12. Sealed fields")]
-    rows = re.findall(r"^\| `([^`]+)` \| ([^|]+) \| ([^|]+) \|$", section, re.M)
-    assert [(p, en.strip(), es.strip()) for p, en, es in rows] == [
-        (p, en, es) for p, (en, es) in LABELS.items()]
-    assert STARTER_TAXONOMY == {p: en for p, (en, _) in LABELS.items()}
+    rows = re.findall(r"^\| `([^`]+)` \|(.+)\|$", section, re.M)
+    assert [(p, *(c.strip() for c in cells.split("|"))) for p, cells in rows] == [
+        (p, *labels) for p, labels in LABELS.items()]
+    assert all(len(labels) == len(LANGUAGES) for labels in LABELS.values())
+    assert STARTER_TAXONOMY == {p: labels[0] for p, labels in LABELS.items()}
 
 
 def test_config_refuses_malformed_vocabulary(tmp_path):
@@ -131,7 +132,8 @@ async def test_categories_browsable_and_a_groups_own_published_to_peers(cluster:
     assert b.snapshot() == before and a.snapshot() == at_a
     items = (await a.call("GET", "/api/v1/categories"))["items"]
     assert items[0] == {"path": "food", "parent": None, "source": "starter", "groups": [],
-                        "labels": {"en": "Food and drink", "es": "Comida y bebida"}}
+                        "labels": {"en": "Food and drink", "es": "Comida y bebida",
+                                   "ar": "طعام وشراب"}}
     assert [i["path"] for i in items if i["source"] == "group"] == ["food/soup",
                                                                     "goods/bikes"]
     assert len(items) == len(LABELS) + 2

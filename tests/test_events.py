@@ -29,6 +29,7 @@ async def ingest(node, identity: Identity, items: list[tuple[str, Any]], previou
     entries = make_log(identity, items, previous=previous)
     store = node.app[NODE].store
     await store.write(lambda c: store.ledger.ingest(c, identity.public, entries))
+    await store.caught_up()  # stored first; the projector folds it into events after
     return entries
 
 

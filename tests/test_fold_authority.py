@@ -68,6 +68,7 @@ class World:
         last = entries[-1]
         await wait_until(lambda: self.a.head_seq(who.public) >= last.seq,
                          what=f"seq {last.seq} of {who.node_id[:10]} at A")
+        await self.a.node.store.caught_up()  # stored first, folded by A's projector after
         return entries
 
     @property

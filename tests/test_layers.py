@@ -27,7 +27,7 @@ LAYERS = [
     ("node.runtime", "node.outbound"),
     ("node.http", "node.web", "node.federation", "node.workers"),
     ("node.app", "node.serve", "node.commands", "node.commands_people", "node.commands_ops",
-     "node.cli",
+     "node.commands_peering", "node.commands_sheets", "node.cli",
      "node.home"),
 ]
 SIDEWAYS = {("node.federation", "node.http.problems")}
@@ -130,6 +130,7 @@ def test_no_import_cycles():
 @pytest.mark.parametrize("pkg", ["node/http", "node/web", "node/federation",
                                  "node/workers", "node/cli.py", "node/commands.py",
                                  "node/commands_people.py", "node/commands_ops.py",
+                                 "node/commands_peering.py", "node/commands_sheets.py",
                                  "node/app.py", "node/runtime.py"])
 def test_no_sql_in_interfaces(pkg):
     """Interfaces translate requests into service calls: SQL lives in store/state/services."""

@@ -180,7 +180,7 @@ async def test_declared_unit_is_accepted_and_listed(make_node):
                      "labels": {}, "synonyms": [], "source": "group"}]
     kg = next(u for u in listed["items"] if u["code"] == "kg")
     assert kg["base"] == "g" and kg["factor"] == "1000" and "kilos" in kg["synonyms"]
-    assert kg["labels"] == {"en": "kilogram", "es": "kilogramo"}
+    assert kg["labels"] == {"en": "kilogram", "es": "kilogramo", "ar": "كيلوغرام"}
 
 
 async def test_claim_in_a_unit_that_does_not_convert_writes_nothing(node):

@@ -4,6 +4,7 @@ GET  /state   heads + fork proofs in this node's scope; ETag = state digest, so 
               in-sync round is one request answered 304 with no body.
 POST /pull    {want: {author: after}} -> a stream of entry frames (<= 500 or 1 MiB).
 POST /notify  "I have new entries": the caller is pulled from promptly.
+POST /join    a node that is not a peer yet proves an invite's secret (invites.py).
 """
 
 from __future__ import annotations
@@ -26,6 +27,7 @@ from protocol.sync import (
 from ..http.problems import Problem
 from ..runtime import NODE, Node, require
 from ..services import replication
+from ..services.peer_invites import MAX_JOIN_BODY
 from ..store import nonces
 from .httpsig import (
     NONCE_TTL_S,
@@ -34,6 +36,7 @@ from .httpsig import (
     verify_body,
     verify_headers,
 )
+from .invites import add_routes as add_invite_routes
 from .payloads import add_routes as add_payload_routes
 
 PREFIX = "/federation/v1"
@@ -48,6 +51,8 @@ MAX_PACING_S = 1.0  # beyond this much queueing a peer gets 429
 FAILURE_BURST = 20.0  # failed requests an address may make before its failures get 429
 FAILURE_RATE = 1.0  # failures per second forgiven
 MAX_ADDRESSES = 4096  # addresses whose failures are remembered (least recent forgotten)
+JOIN_BURST = 10.0  # join requests an address may make at once (spec §14.6) ...
+JOIN_RATE = 10 / 60  # ... and per second after that: ten a minute
 
 
 @dataclass
@@ -81,19 +86,21 @@ class Failures:
     """
 
     cap: int = MAX_ADDRESSES
+    burst: float = FAILURE_BURST
+    rate: float = FAILURE_RATE
     _seen: dict[str, tuple[float, float]] = field(default_factory=dict)  # tokens, stamp
 
     def charge(self, address: str, now: float) -> int | None:
         """Count one failure: None while within budget, else seconds to Retry-After."""
-        tokens, stamp = self._seen.pop(address, (FAILURE_BURST, now))
-        tokens = min(FAILURE_BURST, tokens + (now - stamp) * FAILURE_RATE)
+        tokens, stamp = self._seen.pop(address, (self.burst, now))
+        tokens = min(self.burst, tokens + (now - stamp) * self.rate)
         over = tokens < 1
         if not over:
             tokens -= 1
         self._seen[address] = (tokens, now)  # re-inserted: the dict is in LRU order
         if len(self._seen) > self.cap:
             del self._seen[next(iter(self._seen))]
-        return max(1, math.ceil((1 - tokens) / FAILURE_RATE)) if over else None
+        return max(1, math.ceil((1 - tokens) / self.rate)) if over else None
 
     def __len__(self) -> int:
         return len(self._seen)
@@ -119,6 +126,7 @@ class FederationState:
 
     buckets: dict[bytes, _Bucket] = field(default_factory=dict)  # verified callers only
     failures: Failures = field(default_factory=Failures)
+    joins: Failures = field(default_factory=lambda: Failures(burst=JOIN_BURST, rate=JOIN_RATE))
     state: tuple[int, bytes, str] | None = None  # (store version, body, etag)
 
 
@@ -144,6 +152,8 @@ async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse
         return await handler(request)
     node: Node = request.config_dict[NODE]
     fed = request.config_dict[FED]
+    if getattr(request.match_info.handler, "strangers", False):
+        return await _stranger(request, handler, node, fed)
     try:
         caller, body = await authenticate(request, node)
     except Problem as refusal:
@@ -170,20 +180,44 @@ async def signed_peers_only(request: web.Request, handler) -> web.StreamResponse
         bucket.active -= 1
 
 
-async def authenticate(request: web.Request, node: Node) -> tuple[bytes, bytes]:
+async def _stranger(request: web.Request, handler, node: Node, fed: FederationState
+                    ) -> web.StreamResponse:
+    """A route open to callers that are not peers yet (/join): each request is charged to
+    its address before any work (spec §14.6), then authenticated like any other; no
+    per-peer bucket is made for a key nobody trusts."""
+    retry = fed.joins.charge(address_key(request.remote), time.monotonic())
+    if retry is not None:
+        raise Problem(429, "rate-limited", f"at most {JOIN_BURST:g} join requests a minute "
+                      "from one address: wait before trying again",
+                      headers={"Retry-After": str(retry)})
+    try:
+        caller, body = await authenticate(request, node, strangers=True)
+    except Problem:
+        fed.failures.charge(address_key(request.remote), time.monotonic())
+        raise
+    request[CALLER] = caller
+    request[BODY] = body
+    return await handler(request)
+
+
+async def authenticate(request: web.Request, node: Node, *, strangers: bool = False
+                       ) -> tuple[bytes, bytes]:
     """The verified caller and the body, or a Problem. Cheapest checks first: the keyid
     (403 before any cryptography), the signature over the headers (before the body is
-    read), the body (under the body deadline and cap) against its digest, the nonce."""
+    read), the body (under the body deadline and cap) against its digest, the nonce.
+    ``strangers``: the keyid need not be a peer, and bodies are at most MAX_JOIN_BODY."""
+    cap = MAX_JOIN_BODY if strangers else MAX_PULL_BODY
     try:
         claim = claim_of(request.headers)
-        if claim.caller not in node.gossip.trusted():
+        if not strangers and claim.caller not in node.gossip.trusted():
             raise Problem(403, "untrusted-caller", f"am{claim.caller.hex()} is not a peer of "
-                          "this node; its admin must add it with 'aidmesh peer add'")
-        if (request.content_length or 0) > MAX_PULL_BODY:
-            raise _too_large()
+                          "this node; its admin must add it with 'aidmesh peer add', or "
+                          "it can join with an invite code ('aidmesh peer invite')")
+        if (request.content_length or 0) > cap:
+            raise _too_large(cap)
         url = target_uri(request, node.config.public_url)
         results = verify_headers(claim, request.method, url, request.headers)
-        body = await _read_body(request, node.config.body_timeout_s)
+        body = await _read_body(request, node.config.body_timeout_s, cap)
         verify_body(results, request.headers, body)
     except SignatureProblem as exc:
         raise Problem(exc.status, exc.code, exc.detail) from None
@@ -195,8 +229,9 @@ async def authenticate(request: web.Request, node: Node) -> tuple[bytes, bytes]:
     return claim.caller, body
 
 
-async def _read_body(request: web.Request, deadline_s: float) -> bytes:
-    """The whole body, at most MAX_PULL_BODY bytes, within ``deadline_s`` (413 / 408).
+async def _read_body(request: web.Request, deadline_s: float, cap: int = MAX_PULL_BODY
+                     ) -> bytes:
+    """The whole body, at most ``cap`` bytes, within ``deadline_s`` (413 / 408).
 
     Read with `request.read()`, so handlers that call it again get the same bytes."""
     try:
@@ -206,18 +241,18 @@ async def _read_body(request: web.Request, deadline_s: float) -> bytes:
         raise Problem(408, "body-timeout", f"the request body did not arrive within "
                       f"{deadline_s:g} s", headers={"Connection": "close"}) from None
     except web.HTTPRequestEntityTooLarge:
-        raise _too_large() from None
+        raise _too_large(cap) from None
     except (ConnectionError, HttpProcessingError):  # hung up or broke the framing
         raise Problem(400, "body-incomplete", "the connection ended before the whole "
                       "request body arrived", headers={"Connection": "close"}) from None
-    if len(body) > MAX_PULL_BODY:
-        raise _too_large()
+    if len(body) > cap:
+        raise _too_large(cap)
     return body
 
 
-def _too_large() -> Problem:
-    return Problem(413, "body-too-large", f"federation bodies are at most {MAX_PULL_BODY} "
-                   "bytes")
+def _too_large(cap: int = MAX_PULL_BODY) -> Problem:
+    return Problem(413, "body-too-large", f"this federation request's body may be at most "
+                   f"{cap} bytes")
 
 
 @require(None)
@@ -279,6 +314,7 @@ def federation_app() -> web.Application:
         web.post("/notify", notify),
     ])
     add_payload_routes(app)
+    add_invite_routes(app)
     return app
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 from importlib import resources
 
 from aiohttp import web
-from prometheus_client import generate_latest
+from prometheus_client import CollectorRegistry, Gauge, generate_latest
 from prometheus_client.exposition import CONTENT_TYPE_LATEST
 
 from protocol import VERSION, ProtocolError, parse_node_id
@@ -20,13 +20,21 @@ from .request import PREFIX, check_params, int_param, json_response
 @require(None)
 async def healthz(request: web.Request) -> web.Response:
     node = request.app[NODE]
-    await node.store.read(status.ping)
-    return json_response({"status": "ok", "node": node.identity.node_id})
+    lag = await node.store.read(status.projector)
+    return json_response({"status": "ok", "node": node.identity.node_id, "projector": lag})
 
 
 @require(None)
 async def metrics(request: web.Request) -> web.Response:
-    body = generate_latest(request.app[NODE].metrics.registry)
+    node = request.app[NODE]
+    lag = await node.store.read(status.projector)
+    # Read at scrape time into a registry of its own: nothing to keep in step.
+    gauges = CollectorRegistry()
+    Gauge("aidmesh_projector_lag_entries", "Entries stored but not yet folded into listings, "
+          "search, matches and events", registry=gauges).set(lag["lag_entries"])
+    Gauge("aidmesh_projector_lag_seconds", "How long the oldest entry not yet folded has "
+          "waited", registry=gauges).set(lag["lag_seconds"])
+    body = generate_latest(node.metrics.registry) + generate_latest(gauges)
     return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
 

@@ -11,14 +11,22 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+from ..store import backlog
 from ..store.files import private_file
-from ..store.ledger import Ledger, entry_rows, heads, verify_log
+from ..store.ledger import Ledger, heads, verify_log
+from ..store.logs import entry_rows
 from .errors import Conflict
 
 
 def ping(conn: sqlite3.Connection) -> None:
     """A read that proves the database answers (for /healthz)."""
     conn.execute("SELECT 1").fetchone()
+
+
+def projector(conn: sqlite3.Connection) -> dict[str, float]:
+    """The projector's lag: entries stored but not yet in listings, search and matches,
+    and how long the oldest of them has waited (seconds)."""
+    return backlog.lag(conn).as_json()
 
 
 def counts(conn: sqlite3.Connection) -> dict[str, int]:

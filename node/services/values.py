@@ -110,3 +110,18 @@ def json_object(body: Any, allowed: Iterable[str], required: Iterable[str] = ()
 def optional_object(body: Any, allowed: Iterable[str]) -> dict[str, Any]:
     """Like `json_object`, for actions whose body may be absent."""
     return {} if body is None else json_object(body, allowed)
+
+
+def typed_number(text: str) -> str | None:
+    """A number as a person types it ('20', '2,5', '1.5', '1 000') -> decimal text; None
+    when it is no number above zero. Forms and spreadsheets read quantities with it."""
+    text = text.replace(" ", "").replace("\u00a0", "")
+    if text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")
+    try:
+        value = Decimal(text)
+    except InvalidOperation:
+        return None
+    if not value.is_finite() or value <= 0:
+        return None
+    return format(value.normalize(), "f")

@@ -82,6 +82,20 @@ def _plain(text: str) -> str:
                    if not unicodedata.combining(c))
 
 
+def label_path(text: str, extra: tuple[str, ...] | list[str] = ()) -> str | None:
+    """A category as people write it — its path or its label in any language, whatever
+    the case and accents ('Pan y bolleria') — to its path; None when unknown."""
+    def fold(value: str) -> str:
+        return " ".join(_plain(value).casefold().split())
+
+    wanted = fold(text)
+    for path, labels in LABELS.items():
+        if wanted in (path, *(fold(label) for label in labels)):
+            return path
+    wanted = wanted.strip("/")
+    return wanted if wanted in extra else None
+
+
 def unit_code(text: Any, vocab: Declared, field: str = "quantity.unit",
               also: str | None = None) -> str:
     """The canonical code of a unit typed by a person or a program; ``also``: one more
@@ -166,7 +180,7 @@ def unit_list(conn: sqlite3.Connection, ledger: Ledger) -> list[dict[str, Any]]:
     """Every known unit (code, dimension, base, factor, labels, synonyms), then this
     group's declared ones (each its own base: they convert to nothing else)."""
     out = [{"code": u.code, "dimension": u.dimension, "base": u.base,
-            "factor": format(u.factor, "f"), "labels": {"en": u.en, "es": u.es},
+            "factor": format(u.factor, "f"), "labels": u.labels,
             "synonyms": list(u.synonyms), "source": "starter"} for u in units.UNITS]
     out += [{"code": code, "dimension": "count", "base": code, "factor": "1", "labels": {},
              "synonyms": [], "source": "group"} for code in declared(conn, ledger).units

@@ -336,6 +336,27 @@ def _match_all(conn: sqlite3.Connection, me: sqlite3.Row | None, listing_id: str
     _announce(conn, kind, listing_id, [p for p in pairs if p[1] not in had])
 
 
+def may_fit(conn: sqlite3.Connection, kind: str, category: str,
+            seen: dict[tuple[str, str], bool]) -> bool:
+    """Whether any stored listing of the other kind has a category that fits a ``kind``
+    in ``category`` (live or not: a superset of the candidates). ``seen`` caches the
+    answer per kind and category for one batch."""
+    key = (kind, category)
+    if key not in seen:
+        if kind == "need":
+            sql = ("SELECT 1 FROM listings WHERE kind = 'offer' AND (category = :cat OR "
+                   "(category > :lo AND category < :hi)) LIMIT 1")
+            params: dict[str, Any] = {"cat": category, "lo": category + "/",
+                                      "hi": category + "0"}
+        else:
+            names = prefixes(category)
+            params = {f"p{i}": p for i, p in enumerate(names)}
+            sql = (f"SELECT 1 FROM listings WHERE kind = 'need' AND category IN "
+                   f"({', '.join(':' + k for k in params)}) LIMIT 1")
+        seen[key] = conn.execute(sql, params).fetchone() is not None
+    return seen[key]
+
+
 def limit(conn: sqlite3.Connection) -> int:
     """K for this data dir: config's max_matches_per_listing, kept in `meta` by
     services.ledger.open_ledger so every process folds with the same K."""

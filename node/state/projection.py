@@ -17,18 +17,21 @@ from protocol.identity import node_id
 
 from . import exchange, matching
 from .erasure import TRACE_KINDS, erase_many, erase_payload, erased_listing, scrub_index
+from .events import emit_many
 from .rows import LISTING_KINDS, columns, listing_event, updated_fields
 
-__all__ = ["LISTING_KINDS", "apply", "apply_many", "erase_payload", "listing_event",
+__all__ = ["LISTING_KINDS", "apply", "apply_many", "eager", "erase_payload", "listing_event",
            "rebuild"]
 
 _INSERT_LISTING = (
     "INSERT OR IGNORE INTO listings (id, author, kind, seq, local, created, updated, "
     "title, description, tags, category, area, lat, lng, available_from, available_until, "
-    "quantity, urgency, radius_km, fields, available) "
+    "quantity, urgency, radius_km, fields, available, hidden) "
     "VALUES (:id, :author, :kind, :seq, :local, :ts, :ts, :title, :description, :tags, "
     ":category, :area, :lat, :lng, :available_from, :available_until, :quantity, :urgency, "
-    ":radius_km, :fields, coalesce(CAST(:quantity AS REAL), 1))")
+    ":radius_km, :fields, coalesce(CAST(:quantity AS REAL), 1), "
+    # hidden by a moderator before the projector reached it
+    "EXISTS (SELECT 1 FROM moderation WHERE id = :id AND action = 'hide'))")
 
 
 def _listing_row(entry: Entry, content: Any, self_author: bytes) -> dict[str, Any]:
@@ -58,12 +61,28 @@ def apply_many(conn: sqlite3.Connection, entries: list[Entry], self_author: byte
         scrub_index(conn)
 
 
+def eager(conn: sqlite3.Connection, entries: list[Entry], self_author: bytes) -> None:
+    """What replication needs before the projector gets there: trust edges, which decide
+    the scope of the very next pull (a new hop). Folding them again later is a no-op."""
+    for entry in entries:
+        if entry.header.kind in ("trust", "untrust"):
+            content = entry.content()
+            if content is not None:
+                _apply(conn, entry, content, self_author)
+
+
 def _insert_listings(conn: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+    """A run of new listings: one insert, one journal write, then matching, which is
+    skipped for a listing no stored counterpart's category could fit (asked once per
+    kind and category in the run; the same result as matching it)."""
     conn.executemany(_INSERT_LISTING, rows)
     now = int(time.time() * 1000)
+    emit_many(conn, "listing", [{"id": r["id"], "kind": r["kind"], "origin": r["author"],
+                                 "change": "created"} for r in rows])
+    seen: dict[tuple[str, str], bool] = {}
     for row in rows:
-        listing_event(conn, row["id"], "created", row)
-        matching.rematch(conn, row["id"], now, fresh=True)
+        if matching.may_fit(conn, row["kind"], row["category"], seen):
+            matching.rematch(conn, row["id"], now, fresh=True)
 
 
 def apply(conn: sqlite3.Connection, entry: Entry, content: Any, self_author: bytes) -> None:

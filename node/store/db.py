@@ -287,9 +287,35 @@ def _m9_profile_index(db: sqlite_utils.Database) -> None:
                "WHERE kind = 'profile'")
 
 
+def _m10_projector(db: sqlite_utils.Database) -> None:
+    # Log first, fold after: the projector's cursor (the last entries.rowid folded into
+    # listings, matches and events), moved in the same transaction as each fold. What
+    # was stored before this migration was folded on arrival.
+    db.execute("CREATE TABLE IF NOT EXISTS projector (id INTEGER PRIMARY KEY CHECK (id = 0), "
+               "cursor INTEGER NOT NULL, at INTEGER NOT NULL)")
+    db.execute("INSERT OR IGNORE INTO projector (id, cursor, at) SELECT 0, "
+               "coalesce(max(rowid), 0), ? FROM entries", [int(time.time() * 1000)])
+
+
+def _m11_peer_invites(db: sqlite_utils.Database) -> None:
+    # Peering invite codes this node made (services/peer_invites.py): only values derived
+    # from each code's secret (id, HMAC key), and who used it. Local only, never replicated.
+    db.execute("CREATE TABLE IF NOT EXISTS peer_invites (id BLOB PRIMARY KEY, key BLOB NOT "
+               "NULL, created INTEGER NOT NULL, expires INTEGER NOT NULL, used INTEGER, "
+               "used_by BLOB, used_url TEXT) WITHOUT ROWID")
+
+
+def _m12_import_rows(db: sqlite_utils.Database) -> None:
+    # Spreadsheet rows already imported (services/csv_import.py): row key -> the entry it
+    # posted, so a re-import updates or skips instead of posting twice. Local only.
+    db.execute("CREATE TABLE IF NOT EXISTS import_rows (key TEXT PRIMARY KEY, kind TEXT NOT "
+               "NULL, entry_id TEXT NOT NULL, imported INTEGER NOT NULL)")
+
+
 MIGRATIONS: list[Callable[[sqlite_utils.Database], None]] = [
     _m1_core, _m2_federation, _m3_exchange, _m4_webhooks, _m5_advertised, _m6_payloads,
-    _m7_nonces, _m8_people, _m9_profile_index,
+    _m7_nonces, _m8_people, _m9_profile_index, _m10_projector, _m11_peer_invites,
+    _m12_import_rows,
 ]
 
 

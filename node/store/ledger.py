@@ -7,9 +7,10 @@ hands its fold in as `Fold`, so the store never imports the layers above it.
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Protocol, TypeVar
@@ -22,14 +23,19 @@ from protocol import (
     create_entry,
     decode_header,
     make_fork_proof,
-    verify_run,
 )
 from protocol.identity import node_id, sha256
-from protocol.sync import Head
 
+from . import backlog
 from .db import connect, migrate, redact_target, redactions
+from .logs import head_entry as head_entry
+from .logs import heads as heads
+from .logs import verify_log as verify_log
 
 T = TypeVar("T")
+log = logging.getLogger("aidmesh.store")
+FOLD_CHUNK = 256  # entries folded per apply_many call of the projector
+INLINE_MAX = 32  # a deferred ingest of at most this many entries is folded at once
 
 
 class StoreError(Exception):
@@ -56,11 +62,11 @@ class IngestResult:
 class Fold(Protocol):
     """What the state layer folds from entries as they are stored (node.state.projection)."""
 
-    def apply(self, conn: sqlite3.Connection, entry: Entry, content: Any,
-              self_author: bytes) -> None: ...
+    def apply(self, conn: sqlite3.Connection, entry: Entry, content: Any, me: bytes) -> None: ...
 
-    def apply_many(self, conn: sqlite3.Connection, entries: list[Entry],
-                   self_author: bytes) -> None: ...
+    def apply_many(self, conn: sqlite3.Connection, entries: list[Entry], me: bytes) -> None: ...
+
+    def eager(self, conn: sqlite3.Connection, entries: list[Entry], me: bytes) -> None: ...
 
     def rebuild(self, conn: sqlite3.Connection, self_author: bytes) -> int: ...
 
@@ -79,6 +85,10 @@ class Ledger:
         # Set by any write that stores entries or fork proofs; the async Store turns it
         # into a version bump and change notifications after the commit.
         self.changed = False
+        # Log first, fold after: set by the async Store, whose projector then folds what
+        # `ingest` stores. Otherwise (the CLI, scripts) ingest folds in its transaction.
+        self.deferred = False
+        self.pending = False  # entries stored for the projector: the Store wakes it
 
     def close(self) -> None:
         self.conn.close()
@@ -121,8 +131,12 @@ class Ledger:
         previous = head_entry(conn, me)
         entry = create_entry(self.identity, kind, content, previous=previous,
                              timestamp=timestamp)
-        _insert(conn, [entry])
+        caught_up = backlog.caught_up(conn)
+        rowid = _insert(conn, [entry])
+        # Read-your-writes: our own entry is folded now; the projector passes it over.
         self.fold.apply(conn, entry, content, me)
+        if caught_up:
+            backlog.move(conn, rowid)
         self.changed = True
         return entry
 
@@ -161,10 +175,17 @@ class Ledger:
             seq, hid = h.seq, entry.id
             fresh.append(entry)
         if fresh:
+            # A few entries with nothing waiting before them (gossip of a new post) are
+            # folded at once: cheap, and one commit fewer on the way to the next hop.
+            inline = not self.deferred or (len(fresh) <= INLINE_MAX and backlog.caught_up(conn))
             _insert(conn, fresh)
             missing = record_missing(conn, author, fresh)
-            self.fold.apply_many(conn, fresh, self.identity.public)
             self.changed = True
+            if inline:
+                self.project(conn)
+            else:
+                self.fold.eager(conn, fresh, self.identity.public)
+                self.pending = True
             return IngestResult(len(fresh), dups, fork, missing)
         return IngestResult(0, dups, fork)
 
@@ -205,16 +226,79 @@ class Ledger:
             for _, entry in filled:
                 if entry.kind == "redact":
                     _unmark(conn, entry.author, redact_target(entry.payload))
-            self.fold.apply_many(conn, _refold(conn, filled), self.identity.public)
+            # Entries past the projector's cursor are folded by it, payload and all.
+            folded = backlog.cursor(conn)
+            self.fold.apply_many(conn, backlog.refold(conn, filled, folded, self.identity.public),
+                                 self.identity.public)
             self.changed = True
         return len(filled), refused
 
+    def project(self, conn: sqlite3.Connection, limit: int | None = None,
+                budget_s: float | None = None) -> int:
+        """Fold stored entries past the projector's cursor in store order (so each log in
+        its order) and move the cursor with them, in the caller's transaction. At most
+        ``limit`` entries, stopping after ``budget_s`` seconds; returns entries passed.
+
+        An entry whose fold fails is logged and passed over: it cannot stall the rest.
+        """
+        me = self.identity.public
+        started = time.monotonic()
+        at = backlog.cursor(conn)
+        done = 0
+        while limit is None or done < limit:
+            size = FOLD_CHUNK if limit is None else min(FOLD_CHUNK, limit - done)
+            rows = backlog.pending(conn, at, size)
+            if not rows:
+                break
+            runs: list[list[Entry]] = []  # one fold per run of one author, as ingested
+            for r in rows:
+                if r["author"] == me:
+                    continue  # folded when it was written
+                e = decode_header(r["raw"])
+                if not runs or runs[-1][-1].author != e.author:
+                    runs.append([])
+                runs[-1].append(Entry(e.header, e.raw, r["id"], r["payload"]))
+            for run in runs:
+                self._fold_chunk(conn, run)
+            at = rows[-1]["rowid"]
+            done += len(rows)
+            if budget_s is not None and time.monotonic() - started > budget_s:
+                break
+        if done:
+            backlog.move(conn, at)
+        return done
+
+    def _fold_chunk(self, conn: sqlite3.Connection, entries: list[Entry]) -> None:
+        conn.execute("SAVEPOINT fold")
+        try:
+            self.fold.apply_many(conn, entries, self.identity.public)
+            conn.execute("RELEASE fold")
+            return
+        except Exception:  # noqa: BLE001 - retried one by one below
+            conn.execute("ROLLBACK TO fold")
+            conn.execute("RELEASE fold")
+        for entry in entries:
+            conn.execute("SAVEPOINT fold")
+            try:
+                self.fold.apply_many(conn, [entry], self.identity.public)
+            except Exception:  # noqa: BLE001 - logged and passed over
+                conn.execute("ROLLBACK TO fold")
+                log.exception("could not fold entry %s; passed over", entry.id.hex())
+            conn.execute("RELEASE fold")
+
     def rebuild(self) -> int:
-        return self.transaction(lambda c: self.fold.rebuild(c, self.identity.public))
+        def run(conn: sqlite3.Connection) -> int:
+            count = self.fold.rebuild(conn, self.identity.public)
+            backlog.move(conn, conn.execute(
+                "SELECT coalesce(max(rowid), 0) FROM entries").fetchone()[0])
+            return count
+
+        return self.transaction(run)
 
 
-def _insert(conn: sqlite3.Connection, entries: list[Entry]) -> None:
-    """Insert contiguous entries of one log and move its head to the last of them."""
+def _insert(conn: sqlite3.Connection, entries: list[Entry]) -> int:
+    """Insert contiguous entries of one log and move its head to the last of them;
+    returns the rowid of the last."""
     received = now_ms()
     conn.executemany(
         "INSERT INTO entries (author, seq, id, kind, ts, raw, payload, received) "
@@ -225,6 +309,7 @@ def _insert(conn: sqlite3.Connection, entries: list[Entry]) -> None:
     conn.execute("INSERT INTO heads (author, seq, id) VALUES (?, ?, ?) ON CONFLICT (author) "
                  "DO UPDATE SET seq = excluded.seq, id = excluded.id",
                  (last.header.author, last.header.seq, last.id))
+    return conn.execute("SELECT rowid FROM entries WHERE id = ?", (last.id,)).fetchone()[0]
 
 
 def record_missing(conn: sqlite3.Connection, author: bytes, fresh: list[Entry]) -> int:
@@ -262,39 +347,6 @@ def is_erased(conn: sqlite3.Connection, entry_id: bytes) -> bool:
         "AND action = 'erase'", (entry_id, entry_id.hex())).fetchone() is not None
 
 
-def _refold(conn: sqlite3.Connection, filled: list[tuple[int, Entry]]) -> list[Entry]:
-    """The filled entries and every later stored entry whose payload names one of them or
-    one of their targets, in store order: folding them again gives the state a fold in
-    log order would have (update, withdraw, claims and answers are idempotent)."""
-    refs = set()
-    for _, e in filled:
-        refs.add(e.id)
-        refs.update(_ids_in(e.payload or b""))
-    first = filled[0][0]
-    ids = {e.id for _, e in filled}
-    out = [e for _, e in filled]
-    order = {e.id: r for r, e in filled}
-    for row in conn.execute("SELECT rowid, raw, payload FROM entries WHERE rowid > ? AND "
-                            "payload IS NOT NULL ORDER BY rowid", (first,)):
-        if refs.isdisjoint(_ids_in(row["payload"])):
-            continue
-        e = decode_header(row["raw"])
-        if e.id not in ids:
-            out.append(Entry(e.header, e.raw, e.id, row["payload"]))
-            order[e.id] = row["rowid"]
-    return sorted(out, key=lambda e: order[e.id])
-
-
-def _ids_in(payload: bytes) -> set[bytes]:
-    """Every 32-byte bin value in a canonical payload (bin8 of 32 bytes: c4 20 ...)."""
-    out = set()
-    at = payload.find(b"\xc4\x20")
-    while at >= 0:
-        out.add(payload[at + 2:at + 34])
-        at = payload.find(b"\xc4\x20", at + 1)
-    return out
-
-
 def missing_payloads(conn: sqlite3.Connection, upto: dict[bytes, int], limit: int,
                      skip: set[bytes] | frozenset[bytes] = frozenset()) -> list[bytes]:
     """Ids of entries missing a payload whose author is in ``upto`` at or below that seq
@@ -316,59 +368,3 @@ def record_fork(conn: sqlite3.Connection, author: bytes, seq: int, proof: bytes)
     cur = conn.execute("INSERT OR IGNORE INTO forks (author, seq, proof, found) "
                        "VALUES (?, ?, ?, ?)", (author, seq, proof, now_ms()))
     return cur.rowcount > 0
-
-
-# -- reads (any connection) ------------------------------------------------------------
-
-
-def head_entry(conn: sqlite3.Connection, author: bytes) -> Entry | None:
-    row = conn.execute("SELECT e.raw FROM heads h JOIN entries e ON e.id = h.id "
-                       "WHERE h.author = ?", (author,)).fetchone()
-    return decode_header(row["raw"]) if row else None
-
-
-def heads(conn: sqlite3.Connection) -> dict[bytes, Head]:
-    return {r["author"]: Head(r["seq"], r["id"])
-            for r in conn.execute("SELECT author, seq, id FROM heads")}
-
-
-def entry_rows(conn: sqlite3.Connection, author: bytes, after: int, limit: int,
-               max_bytes: int | None = None) -> list[sqlite3.Row]:
-    """Stored rows of one log after ``after``, up to ``limit`` rows or about max_bytes."""
-    rows = []
-    size = 0
-    for row in conn.execute("SELECT seq, id, raw, payload FROM entries WHERE author = ? "
-                            "AND seq > ? ORDER BY seq LIMIT ?", (author, after, limit)):
-        size += len(row["raw"]) + len(row["payload"] or b"")
-        if max_bytes is not None and rows and size > max_bytes:
-            break
-        rows.append(row)
-    return rows
-
-
-def iter_log(conn: sqlite3.Connection, author: bytes, batch: int = 1000
-             ) -> Iterator[list[sqlite3.Row]]:
-    after = 0
-    while True:
-        rows = entry_rows(conn, author, after, batch)
-        if not rows:
-            return
-        yield rows
-        after = rows[-1]["seq"]
-
-
-def verify_log(conn: sqlite3.Connection, author: bytes) -> tuple[int, str | None]:
-    """Re-verify one stored log from seq 1: (entries checked, first problem or None)."""
-    checked = 0
-    previous: Entry | None = None
-    for rows in iter_log(conn, author):
-        try:
-            run = verify_run([(r["raw"], r["payload"]) for r in rows], previous=previous)
-        except ProtocolError as exc:
-            return checked, f"{exc.code}: {exc.detail} (log {author.hex()}, after seq {checked})"
-        for r, e in zip(rows, run, strict=True):
-            if r["id"] != e.id or r["seq"] != e.seq:
-                return checked, f"row seq {r['seq']} is stored under the wrong id or seq"
-        checked += len(run)
-        previous = run[-1]
-    return checked, None

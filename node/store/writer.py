@@ -3,6 +3,10 @@
 Each write runs in its own savepoint so one failure never undoes another. Commits made
 by another process on the same data dir (the CLI) are noticed through
 `PRAGMA data_version` and announced exactly like the writer's own.
+
+Log first, fold after: ingest only stores entries; the projector task folds them into
+state behind a cursor (`Ledger.project`), in batches that go through the same writer,
+so each fold commits with its cursor and new events wake listeners like any write.
 """
 
 from __future__ import annotations
@@ -11,17 +15,22 @@ import asyncio
 import logging
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, TypeVar
 
 from protocol import Identity
 
+from .backlog import caught_up as _caught_up
 from .db import connect, events_head
 from .ledger import Ledger
 
 T = TypeVar("T")
 MAX_GROUP_COMMIT = 256
+PROJECT_BATCH = 4096  # entries per projector job at most ...
+PROJECT_BUDGET_S = 0.25  # ... and about this long, so other writes wait little
+PROJECT_YIELD_S = 1.0  # at most this long the projector waits for queued writes to go
 FOREIGN_POLL_S = 0.25  # how often to look for commits made by another process
 log = logging.getLogger("aidmesh.store")
 
@@ -52,6 +61,11 @@ class Store:
         self._events_seq_written = self.events_seq
         self._events_waker = asyncio.Event()
         self.closing = False
+        ledger.deferred = True
+        self._projector: asyncio.Task[None] | None = None
+        self._project_wake = asyncio.Event()
+        self._project_wake.set()  # a crash may have left entries unfolded
+        self.projected = asyncio.Event()  # set whenever the projector has caught up
 
     @property
     def identity(self) -> Identity:
@@ -60,6 +74,7 @@ class Store:
     async def start(self) -> None:
         self._task = asyncio.create_task(self._write_loop(), name="aidmesh-writer")
         self._watcher = asyncio.create_task(self._watch_loop(), name="aidmesh-watcher")
+        self._projector = asyncio.create_task(self._project_loop(), name="aidmesh-projector")
 
     async def wait_events(self, after: int, timeout: float | None = None) -> bool:
         """Wait until an event with id > ``after`` is committed: True, or False on timeout
@@ -83,7 +98,7 @@ class Store:
     async def close(self) -> None:
         self.closing = True
         self.wake_listeners()
-        for task in (self._watcher, self._task):
+        for task in (self._projector, self._watcher, self._task):
             if task:
                 task.cancel()
                 try:
@@ -139,6 +154,10 @@ class Store:
             if self._events_seq_written > self.events_seq:
                 self.events_seq = self._events_seq_written
                 self.wake_listeners()
+            if self.ledger.pending:
+                self.ledger.pending = False
+                self.projected.clear()
+                self._project_wake.set()
             if self.ledger.changed:
                 self.ledger.changed = False
                 self.version += 1
@@ -167,6 +186,44 @@ class Store:
             raise
         self._events_seq_written = events_head(conn)
         return results
+
+    # -- the projector ---------------------------------------------------------------------
+
+    async def _project_loop(self) -> None:
+        """Fold what ingest stored, batch by batch, until the cursor reaches the log."""
+        while True:
+            await self._project_wake.wait()
+            self._project_wake.clear()
+            try:
+                while True:
+                    await self._yield_to_writes()
+                    if not await self.write(lambda c: self.ledger.project(
+                            c, PROJECT_BATCH, PROJECT_BUDGET_S)):
+                        break
+            except Exception:  # noqa: BLE001 - retried at the next wake or poll
+                log.exception("the projector could not fold a batch")
+                await asyncio.sleep(1.0)
+                self._project_wake.set()
+                continue
+            if not self.ledger.pending:
+                self.projected.set()
+
+    async def _yield_to_writes(self) -> None:
+        """Let queued writes (ingest, local posts) go first, for up to PROJECT_YIELD_S: in
+        a bulk pull entries become durable sooner, and the fold catches up in the gaps."""
+        deadline = time.monotonic() + PROJECT_YIELD_S
+        while not self._queue.empty() and time.monotonic() < deadline:
+            await asyncio.sleep(0.005)
+
+    async def caught_up(self) -> None:
+        """Wait until every entry stored so far is folded (searchable)."""
+        self._project_wake.set()
+        while True:
+            await self.projected.wait()
+            if not self.ledger.pending and await self.read(_caught_up):
+                return
+            self.projected.clear()
+            self._project_wake.set()
 
     # -- commits by other processes ------------------------------------------------------
 
@@ -199,5 +256,6 @@ class Store:
             self.events_seq = events_seq
             self.wake_listeners()
         self.version += 1
+        self._project_wake.set()
         for hook in [*self.on_change, *self.on_foreign]:
             hook()

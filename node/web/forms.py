@@ -9,15 +9,15 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, timezone
-from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from protocol.kinds import URGENCIES
 from protocol.taxonomy import LABELS
 from protocol.taxonomy import LANGUAGES as LABEL_LANGUAGES
 
-from ..services import areas
+from ..services import areas, vocabulary
 from ..services.errors import ServiceError
+from ..services.values import typed_number
 from .i18n import Texts
 
 ACTIONS = ("transfer", "lend", "deliverService", "use")
@@ -50,11 +50,7 @@ def category_labels(texts: Texts, extra: list[str]) -> list[tuple[str, str]]:
 
 
 def category_path(text: str, extra: list[str]) -> str | None:
-    wanted = " ".join(text.split()).casefold()
-    for path, labels in LABELS.items():
-        if wanted in (path, *(label.casefold() for label in labels)):
-            return path
-    return wanted.strip("/") if wanted in extra else None
+    return vocabulary.label_path(text, extra)
 
 
 def category_label(path: str, texts: Texts) -> str:
@@ -96,19 +92,12 @@ def default_until(now: datetime | None = None) -> str:
 def amount(text: str, texts: Texts, errors: dict[str, str], name: str = "quantity"
            ) -> str | None:
     """A quantity as typed ('20', '2,5', '1.5') -> decimal text, or an error."""
-    text = text.strip().replace(" ", "")
-    if not text:
+    if not text.strip():
         return None
-    if text.count(",") == 1 and "." not in text:
-        text = text.replace(",", ".")
-    try:
-        value = Decimal(text)
-    except InvalidOperation:
-        value = Decimal(-1)
-    if not value.is_finite() or value <= 0 or value.as_tuple().exponent < -3:
+    value = typed_number(text)
+    if value is None:
         errors[name] = texts.gettext("Write a number above zero, like 20 or 2.5.")
-        return None
-    return format(value.normalize(), "f")
+    return value
 
 
 def listing(form: Any, kind: str, texts: Texts, extra_categories: list[str],

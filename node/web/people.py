@@ -1,13 +1,17 @@
 """Pages for people: the setup and invite links, sign-in and out, one's account, and the
-admin's list of people."""
+admin's list of people (invite, change a role, remove someone, end their sessions)."""
 
 from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from typing import Any
 
 from aiohttp import web
 
 from ..runtime import NODE
 from ..services import people
-from ..services.errors import ServiceError, TooMany
+from ..services.errors import Forbidden, NotFound, ServiceError, TooMany
 from ..store.ledger import now_ms
 from .i18n import LANGUAGES
 from .views import (
@@ -174,14 +178,30 @@ async def end_session(request: web.Request, viewer: Viewer, form: Form
     raise redirect("/account?done=1")
 
 
+async def _people(request: web.Request, viewer: Viewer, *, link: str | None = None,
+                  errors: dict[str, str] | None = None, status: int = 200) -> web.Response:
+    node = request.app[NODE]
+
+    def read(c: sqlite3.Connection) -> list[dict[str, Any]]:
+        everyone = people.list_people(c)
+        for p in everyone:
+            p["sessions"] = [] if p["revoked"] else people.sessions_of(c, p["id"])
+        return everyone
+
+    _ = viewer.texts.gettext
+    done = {"role": _("The role was changed."), "revoked": _(
+        "The person was removed and signed out everywhere."),
+        "ended": _("That session ended.")}
+    return render(request, viewer, "people.html", {
+        "people": await node.store.read(read), "link": link, "errors": errors or {},
+        "me": viewer.person.id, "notice": done.get(request.query.get("done", ""), ""),
+        "title": _("People")}, status=status)
+
+
 @page("admin")
 async def people_page(request: web.Request, viewer: Viewer, form: Form
                       ) -> web.StreamResponse:
-    node = request.app[NODE]
-    everyone = await node.store.read(people.list_people)
-    return render(request, viewer, "people.html", {
-        "people": everyone, "link": request.get("invite_link"), "errors": {},
-        "title": viewer.texts.gettext("People")})
+    return await _people(request, viewer)
 
 
 @page("admin")
@@ -192,12 +212,51 @@ async def invite(request: web.Request, viewer: Viewer, form: Form) -> web.Stream
         token = await node.store.write(
             lambda c: people.create_invite(c, role, viewer.person, now_ms()))
     except ServiceError as exc:
-        everyone = await node.store.read(people.list_people)
-        return render(request, viewer, "people.html", {
-            "people": everyone, "link": None, "errors": {"role": explain(exc, viewer.texts)},
-            "title": viewer.texts.gettext("People")}, status=422)
-    request["invite_link"] = people.join_link(node.config, token)
-    return await people_page.inner(request, viewer, form)
+        return await _people(request, viewer, errors={"role": explain(exc, viewer.texts)},
+                             status=422)
+    return await _people(request, viewer, link=people.join_link(node.config, token))
+
+
+async def _change(request: web.Request, viewer: Viewer,
+                  action: Callable[[sqlite3.Connection], None], done: str
+                  ) -> web.StreamResponse:
+    """Run a change to one person; refusals (the last admin, say) show on the page."""
+    try:
+        await request.app[NODE].store.write(action)
+    except NotFound:
+        raise web.HTTPNotFound() from None
+    except ServiceError as exc:
+        status = 403 if isinstance(exc, Forbidden) else 409
+        return await _people(request, viewer, status=status,
+                             errors={"people": explain(exc, viewer.texts)})
+    raise redirect(f"/people?done={done}")
+
+
+@page("admin")
+async def set_role(request: web.Request, viewer: Viewer, form: Form) -> web.StreamResponse:
+    person_id, role = request.match_info["id"], form.get("role", "")
+    if role not in ("admin", "coordinator", "reader"):
+        return await _people(request, viewer, status=422, errors={
+            "people": viewer.texts.gettext("Pick one of the roles in the list.")})
+    return await _change(request, viewer, lambda c: people.set_role(
+        c, viewer.person, person_id, role), "role")
+
+
+@page("admin")
+async def revoke(request: web.Request, viewer: Viewer, form: Form) -> web.StreamResponse:
+    """Remove a person: their sessions end in the same transaction, so their next page
+    load goes to sign-in."""
+    person_id = request.match_info["id"]
+    return await _change(request, viewer, lambda c: people.revoke_person(
+        c, viewer.person, person_id, now_ms()), "revoked")
+
+
+@page("admin")
+async def end_their_session(request: web.Request, viewer: Viewer, form: Form
+                            ) -> web.StreamResponse:
+    session_id = request.match_info["id"]
+    return await _change(request, viewer, lambda c: people.revoke_session(
+        c, viewer.person, session_id), "ended")
 
 
 def add_routes(app: web.Application) -> None:
@@ -207,4 +266,6 @@ def add_routes(app: web.Application) -> None:
         web.post("/signout", signout), web.post("/language", language),
         web.get("/account", account), web.post("/account/sessions/{id}/end", end_session),
         web.get("/people", people_page), web.post("/people/invite", invite),
+        web.post("/people/{id}/role", set_role), web.post("/people/{id}/revoke", revoke),
+        web.post("/people/sessions/{id}/end", end_their_session),
     ])

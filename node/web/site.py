@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from . import areas, claims, listings, live, people
+from . import admin, areas, claims, listings, live, people, sheets
 from .views import security_headers, setup
 
 __all__ = ["add_routes", "security_headers"]
@@ -12,7 +12,7 @@ __all__ = ["add_routes", "security_headers"]
 
 def add_routes(app: web.Application) -> None:
     setup(app)
-    for module in (listings, claims, people, areas, live):
+    for module in (listings, claims, people, areas, admin, sheets, live):
         module.add_routes(app)
 
 
