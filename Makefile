@@ -26,7 +26,7 @@ test: $(VENV)/.test-installed
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 bench: $(VENV)/.test-installed
-	for b in verify api sync match edge web; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
+	for b in verify api sync match edge web scale; do $(BIN)/python -m bench.$$b $(BENCH_ARGS) || exit 1; done
 
 # After changing a page's words: refresh the template and each language's catalog, then
 # translate the new entries (tests/test_web_catalogs.py fails until every one is done).

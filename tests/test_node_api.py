@@ -42,7 +42,8 @@ async def ids(node, path: str, role: str = "reader", **params) -> list[str]:
 async def test_healthz_needs_no_token(node):
     r = await node.get("/healthz", role=None)
     assert r.status == 200
-    assert await r.json() == {"status": "ok", "node": node.node_id}
+    assert await r.json() == {"status": "ok", "node": node.node_id,
+                              "projector": {"lag_entries": 0, "lag_seconds": 0.0}}
     assert r.headers["X-Request-Id"]
 
 

@@ -21,7 +21,6 @@ from node.runtime import NODE
 from node.store import backlog
 from protocol import Identity
 
-
 OFFER = {"title": "Fresh bread", "category": "food/bread", "action": "transfer",
          "quantity": {"value": "20", "unit": "loaves"}}  # as an entry's payload holds it
 

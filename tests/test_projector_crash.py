@@ -32,15 +32,13 @@ CATEGORIES = sorted(STARTER_TAXONOMY)
 
 
 def _content(rng: random.Random, i: int, kind: str) -> dict:
-    body = {"title": f"{kind} {i}", "category": rng.choice(CATEGORIES),
-            "action": "transfer", "quantity": {"value": str(rng.randint(1, 9)),
-                                               "unit": "items"}}
-    return body
+    return {"title": f"{kind} {i}", "category": rng.choice(CATEGORIES), "action": "transfer",
+            "quantity": {"value": str(rng.randint(1, 9)), "unit": "items"}}
 
 
 def _logs(rng: random.Random) -> list[tuple[Identity, list]]:
     out = []
-    for a in range(AUTHORS):
+    for _ in range(AUTHORS):
         ident = Identity.from_secret(rng.randbytes(32))
         items: list = []
         for i in range(PER_AUTHOR):
@@ -126,9 +124,11 @@ async def test_kill_9_while_pulling_and_folding_loses_and_repeats_nothing(make_h
     want = own + total + AUTHORS + 2  # + the source's log: profile and trusts
     src = await _start(source, s_port, tmp_path)
     kills: list[tuple[int, int]] = []
+    procs = [src]
     try:
         for k in range(KILLS):
             proc = await _start(puller, p_port, tmp_path)
+            procs.append(proc)
             target = want * (k + 1) // (KILLS + 2)
             while True:
                 stored, lag = _progress(puller)
@@ -141,6 +141,7 @@ async def test_kill_9_while_pulling_and_folding_loses_and_repeats_nothing(make_h
             proc.send_signal(signal.SIGKILL)
             await proc.wait()
         proc = await _start(puller, p_port, tmp_path)
+        procs.append(proc)
         async with aiohttp.ClientSession() as http:
             for _ in range(6000):
                 stored, lag = _progress(puller)
@@ -153,7 +154,7 @@ async def test_kill_9_while_pulling_and_folding_loses_and_repeats_nothing(make_h
         proc.send_signal(signal.SIGINT)
         await asyncio.wait_for(proc.wait(), 20)
     finally:
-        for p in (src,):
+        for p in procs:
             if p.returncode is None:
                 p.send_signal(signal.SIGINT)
                 await asyncio.wait_for(p.wait(), 20)

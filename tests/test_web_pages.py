@@ -321,3 +321,11 @@ def _log_of(node) -> list[Entry]:
     rows = node.home.query("SELECT raw, payload FROM entries WHERE author = ? ORDER BY seq",
                            (node.home.identity.public,))
     return [Entry(decode_header(r[0]).header, r[0], sha256(r[0]), r[1]) for r in rows]
+
+
+async def test_an_invite_link_says_how_to_use_its_code(node, clients):
+    browser = clients(node.url)
+    page = await browser.get("/peer-invite?code=amiabc")
+    assert page.status == 200 and 'value="amiabc"' in page.text and "Peers" in page.text
+    page = await browser.get("/peer-invite?code=%22%3E%3Cscript%3E")
+    assert page.status == 200 and "<script>" not in page.text  # escaped, never markup

@@ -2,7 +2,8 @@
 
 Synchronous, so the CLI and the async writer (writer.py) share it. What is folded from
 the entries (listings, claims, matches) is not the store's business: the state layer
-hands its fold in as `Fold`, so the store never imports the layers above it.
+hands its fold in as `Fold`, so the store never imports the layers above it. In the
+running node ingest only stores (log first); `project` folds behind a cursor after.
 """
 
 from __future__ import annotations

@@ -19,7 +19,7 @@ from ..services import coalition, overview, peer_invites, peers
 from ..services.errors import ServiceError
 from ..store.ledger import StoreError, now_ms
 from .admin_common import admin_page, peer_error
-from .views import Form, Viewer, append_as, explain, page, redirect
+from .views import Form, Viewer, append_as, explain, page, redirect, render
 
 
 def _peer_rows(node: Node, conn: Any) -> dict[str, Any]:
@@ -136,8 +136,19 @@ async def coalition_page(request: web.Request, viewer: Viewer, form: Form
         **found, "title": viewer.texts.gettext("The coalition")})
 
 
+@page(None)
+async def invite_link(request: web.Request, viewer: Viewer, form: Form
+                      ) -> web.StreamResponse:
+    """Where an invite link leads: the inviting node. It says how to use the code (on the
+    other group's own node), so following the link is never a dead end."""
+    return render(request, viewer, "peer_invite.html", {
+        "code": form.get("code", "")[:2500],
+        "title": viewer.texts.gettext("An invitation to peer")})
+
+
 def add_routes(app: web.Application) -> None:
     app.add_routes([
+        web.get(peer_invites.LINK_PATH, invite_link),
         web.get("/admin/peers", peers_page),
         web.post("/admin/peers/invite", make_invite),
         web.post("/admin/peers/join", join),

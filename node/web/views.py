@@ -19,10 +19,20 @@ import jinja2
 from aiohttp import web
 from multidict import MultiDictProxy
 
+from protocol import ProtocolError
+
 from ..runtime import NODE, require
 from ..services import people
-from ..services.errors import ServiceError
-from ..store.ledger import now_ms
+from ..services.errors import (
+    BadParameter,
+    Forbidden,
+    Invalid,
+    NotFound,
+    ServiceError,
+    TooMany,
+    Unauthorized,
+)
+from ..store.ledger import StoreError, now_ms
 from .i18n import LANGUAGES, Texts, load_catalogs, negotiate
 
 SESSION_COOKIE = "aidmesh_session"
@@ -129,6 +139,11 @@ def page(role: str | None = "reader") -> Callable[[Handler], Callable[..., Any]]
                 response = await handler(request, viewer, form)
             except web.HTTPNotFound:
                 response = not_found(request, viewer)
+            except (ServiceError, StoreError, ProtocolError) as exc:
+                # A refusal the page did not place next to a field: still words, never a 500.
+                response = render(request, viewer, "error.html", {
+                    "title": viewer.texts.gettext("This did not work"),
+                    "message": explain(exc, viewer.texts)}, status=_status(exc))
             if viewer.new_csrf_cookie:
                 response.set_cookie(CSRF_COOKIE, viewer.csrf, httponly=True,
                                     samesite="Strict", secure=secure(request), path="/")
@@ -177,7 +192,14 @@ def field_errors(exc: ServiceError, texts: Texts, names: Mapping[str, str]
     return {field_name: explain(exc, texts)}
 
 
-def explain(exc: ServiceError, texts: Texts) -> str:
+def _status(exc: Exception) -> int:
+    statuses = {Invalid: 422, BadParameter: 400, NotFound: 404, Forbidden: 403,
+                Unauthorized: 401, TooMany: 429}
+    return next((code for kind, code in statuses.items() if isinstance(exc, kind)),
+                422 if isinstance(exc, ProtocolError) else 409)
+
+
+def explain(exc: ServiceError | StoreError | ProtocolError, texts: Texts) -> str:
     """A refusal in the viewer's language where we know the case, else its own words."""
     _ = texts.gettext
     known = {
@@ -199,7 +221,7 @@ def explain(exc: ServiceError, texts: Texts) -> str:
                             "admin for a new one."),
         "name-taken": _("Someone already uses this name. Choose another one."),
     }
-    return known.get(exc.code, exc.detail)
+    return known.get(getattr(exc, "code", ""), exc.detail)
 
 
 def with_security_headers(response: web.StreamResponse) -> None:
