@@ -11,6 +11,7 @@ import sys
 from collections.abc import Sequence
 
 from protocol import ProtocolError
+from protocol.taxonomy import LANGUAGES as LABEL_LANGUAGES
 
 from . import __version__
 from . import commands as cmd
@@ -175,7 +176,7 @@ def build_parser() -> argparse.ArgumentParser:
                              ("units", cmd.cmd_units, "the units quantities take, with "
                               "their conversions and synonyms")):
         a = command(sub, name, text, func, json_out=True)
-        a.add_argument("--lang", default="en", choices=["en", "es"], help="label language")
+        a.add_argument("--lang", default="en", choices=list(LABEL_LANGUAGES), help="label language")
 
     command(sub, "reindex", "rebuild state from the log", cmd.cmd_reindex)
     command(sub, "backup", "back up the data dir (database, key, settings) to the new "

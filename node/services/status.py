@@ -18,11 +18,6 @@ from ..store.logs import entry_rows
 from .errors import Conflict
 
 
-def ping(conn: sqlite3.Connection) -> None:
-    """A read that proves the database answers (for /healthz)."""
-    conn.execute("SELECT 1").fetchone()
-
-
 def projector(conn: sqlite3.Connection) -> dict[str, float]:
     """The projector's lag: entries stored but not yet in listings, search and matches,
     and how long the oldest of them has waited (seconds)."""
