@@ -15,46 +15,15 @@ from browser import (
     BROWSER,
     DESKTOP,
     PHONE,
-    assert_accessible,
-    assert_fits_width,
-    page_bytes,
-    shot,
 )
 from playwright.async_api import Page, expect
+from web_flows import check, create_account, submit
 
 pytestmark = BROWSER
 
-PASSWORD = "a long enough passphrase"
 FAST = {"gossip_interval_s": 1.0}
 ADMIN_PAGES = ("admin", "admin/node", "admin/peers", "admin/coalition", "people",
                "admin/tokens", "admin/moderation", "admin/webhooks", "admin/settings")
-
-
-async def check(page: Page, name: str) -> None:
-    """Budget, phone width, axe-core, then screenshots at both widths."""
-    assert await page_bytes(page) < 100_000, f"{page.url} weighs over 100 KB"
-    await assert_fits_width(page)
-    await assert_accessible(page)
-    await shot(page, name)
-    await page.set_viewport_size({"width": DESKTOP, "height": 800})
-    await shot(page, name)
-    await assert_accessible(page)
-    await page.set_viewport_size({"width": PHONE, "height": 740})
-
-
-async def submit(page: Page, form: str) -> None:
-    async with page.expect_navigation():
-        await page.locator(f'form[action="{form}"] button[type=submit]').first.click()
-
-
-async def create_account(page: Page, link: str, name: str) -> None:
-    await page.goto(link)
-    await page.fill("#f-name", name)
-    await page.fill("#f-password", PASSWORD)
-    await page.fill("#f-password2", PASSWORD)
-    async with page.expect_navigation():
-        await page.locator("main form button[type=submit]").click()
-    await expect(page.locator("h1")).to_be_visible()
 
 
 async def node_id(page: Page, base: str) -> str:

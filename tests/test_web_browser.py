@@ -17,16 +17,12 @@ from browser import (
     BROWSER,
     DESKTOP,
     PHONE,
-    assert_accessible,
-    assert_fits_width,
-    page_bytes,
-    shot,
 )
 from playwright.async_api import Page, expect
+from web_flows import check, create_account, post, submit
 
 pytestmark = BROWSER
 
-PASSWORD = "a long enough passphrase"
 ADDRESS = "Calle Luna 5, timbre 2"
 PICKUP = "Back door of the bakery, 17:00"
 FAST = {"gossip_interval_s": 1.0}
@@ -34,35 +30,6 @@ HANDED_OVER_ES = re.compile("entregad[oa]")
 # Three streets in one city: the areas are a few hundred metres apart.
 NORTHSIDE = ("40.4250", "-3.7000")
 SOUTHSIDE = ("40.4200", "-3.7010")
-
-
-async def check(page: Page, name: str) -> None:
-    """Budget, phone width, axe-core, then screenshots at both widths."""
-    assert await page_bytes(page) < 100_000, f"{page.url} weighs over 100 KB"
-    await assert_fits_width(page)
-    await assert_accessible(page)
-    await shot(page, name)
-    await page.set_viewport_size({"width": DESKTOP, "height": 800})
-    await shot(page, name)
-    await assert_accessible(page)
-    await page.set_viewport_size({"width": PHONE, "height": 740})
-
-
-async def submit(page: Page, form: str) -> None:
-    """Press the submit button of the form whose action is ``form`` and wait for the
-    page it leads to."""
-    async with page.expect_navigation():
-        await page.locator(f'form[action="{form}"] button[type=submit]').first.click()
-
-
-async def create_account(page: Page, link: str, name: str) -> None:
-    await page.goto(link)
-    await page.fill("#f-name", name)
-    await page.fill("#f-password", PASSWORD)
-    await page.fill("#f-password2", PASSWORD)
-    async with page.expect_navigation():
-        await page.locator("main form button[type=submit]").click()
-    await expect(page.locator("h1")).to_be_visible()
 
 
 async def invite(page: Page, role: str) -> str:
@@ -80,22 +47,6 @@ async def add_area(page: Page, name: str, where: tuple[str, str]) -> None:
     await page.fill("#f-lng", where[1])
     await submit(page, "/areas")
     await expect(page.locator("main")).to_contain_text(name)
-
-
-async def post(page: Page, kind: str, fields: dict[str, str]) -> str:
-    """Fill the post form (text fields by id, selects by value) and return the new
-    item's URL."""
-    base = "/".join(page.url.split("/")[:3])
-    await page.goto(f"{base}/post/{kind}")
-    for name, value in fields.items():
-        target = page.locator(f"#f-{name}")
-        if await target.evaluate("e => e.tagName") == "SELECT":
-            await target.select_option(value)
-        else:
-            await target.fill(value)
-    await submit(page, f"/post/{kind}")
-    assert re.search(rf"/{kind}s/[0-9a-f]{{64}}", page.url), page.url
-    return page.url.split("?")[0]
 
 
 async def test_the_whole_exchange_across_three_nodes(browser, nodes):

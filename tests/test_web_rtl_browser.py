@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from browser import BROWSER, PHONE, assert_accessible, assert_fits_width, shot
 from playwright.async_api import expect
-from test_web_browser import create_account, post
+from web_flows import create_account, post
 
 pytestmark = BROWSER
 

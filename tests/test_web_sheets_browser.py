@@ -9,24 +9,12 @@ a 360 px screen and are photographed at 360 and 1280 px into test-artifacts/scre
 
 from __future__ import annotations
 
-from browser import BROWSER, DESKTOP, PHONE, assert_accessible, assert_fits_width, shot
+from browser import BROWSER, PHONE, shot
 from playwright.async_api import Page, expect
 from sheet_helpers import BAD_ROWS, big_sheet
+from web_flows import check, create_account
 
 pytestmark = BROWSER
-
-PASSWORD = "a long enough passphrase"
-
-
-async def check(page: Page, name: str) -> None:
-    """Phone width, axe-core, then screenshots at both widths (axe again on desktop)."""
-    await assert_fits_width(page)
-    await assert_accessible(page)
-    await shot(page, name)
-    await page.set_viewport_size({"width": DESKTOP, "height": 800})
-    await shot(page, name)
-    await assert_accessible(page)
-    await page.set_viewport_size({"width": PHONE, "height": 740})
 
 
 async def upload(page: Page, base: str, name: str, data: bytes) -> None:
@@ -49,15 +37,10 @@ async def test_import_200_rows_with_3_bad_then_export_and_reimport(browser, node
     a = await nodes.start("a")
     page = await browser.new_page(PHONE)
     assert a.setup_link, a.output()
-    await page.goto(a.setup_link)
-    await page.fill("#f-name", "Ana")
-    await page.fill("#f-password", PASSWORD)
-    await page.fill("#f-password2", PASSWORD)
-    async with page.expect_navigation():
-        await page.locator("main form button[type=submit]").click()
+    await create_account(page, a.setup_link, "Ana")
 
     await page.goto(a.url + "/import")
-    await check(page, "import")
+    await check(page, "import", budget=False)
 
     # The preview: exactly the 3 bad rows, by number, in words; nothing posted yet.
     await upload(page, a.url, "sheet.csv", big_sheet())
@@ -68,7 +51,7 @@ async def test_import_200_rows_with_3_bad_then_export_and_reimport(browser, node
         assert text.startswith(f"Row {number}, ") and words in text, text
     await expect(page.locator("#import-summary")).to_contain_text("197 rows will be posted")
     assert await posted_count(a) == 0
-    await check(page, "import-preview")
+    await check(page, "import-preview", budget=False)
     await shot(page, "import-preview-top", full_page=False)  # the first screen of it
     await page.locator("#row-14-error").scroll_into_view_if_needed()
     await shot(page, "import-preview-row-14", full_page=False)
@@ -81,7 +64,7 @@ async def test_import_200_rows_with_3_bad_then_export_and_reimport(browser, node
 
     # The export page; the offers' file, downloaded and imported again, posts nothing.
     await page.goto(a.url + "/export")
-    await check(page, "export")
+    await check(page, "export", budget=False)
     async with page.expect_download() as info:
         await page.locator('form[action="/export/offers.csv"] button[type=submit]').click()
     download = await info.value

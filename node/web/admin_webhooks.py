@@ -9,22 +9,13 @@ that rejects the signature shows here at once; it does not move the webhook's cu
 
 from __future__ import annotations
 
-import json
-
-import aiohttp
 from aiohttp import web
 
-from .. import __version__
-from ..outbound import Client, RefusedAddress
 from ..runtime import NODE
 from ..services import webhooks
 from ..services.errors import ServiceError
-from ..services.values import rfc3339
-from ..store.ledger import now_ms
 from .admin_common import admin_page
 from .views import Form, Viewer, explain, page, redirect
-
-TEST_TIMEOUT = aiohttp.ClientTimeout(total=10, connect=5, sock_read=5)
 
 
 async def _page(request: web.Request, viewer: Viewer, *, secret: str | None = None,
@@ -67,25 +58,7 @@ async def _send_test(request: web.Request, hook_id: str) -> str | None:
     if hook_id not in rows:
         raise web.HTTPNotFound()
     row = rows[hook_id]
-    body = json.dumps({"id": 0, "type": "test", "created": rfc3339(now_ms()),
-                       "data": {"message": "a test delivery from the admin page"}},
-                      separators=(",", ":")).encode()
-    headers = {"Content-Type": "application/json", "X-Aidmesh-Event-Id": "0",
-               "X-Aidmesh-Event-Type": "test", "X-Aidmesh-Webhook-Id": hook_id,
-               "X-Aidmesh-Signature": webhooks.sign(row["secret"], body)}
-    client = Client(node.config, webhooks=True, timeout=TEST_TIMEOUT,
-                    headers={"User-Agent": f"aidmesh/{__version__}"})
-    try:
-        async with client.request("POST", row["url"], data=body, headers=headers) as r:
-            return None if 200 <= r.status < 300 else f"HTTP {r.status}"
-    except TimeoutError:
-        return "timed out"
-    except RefusedAddress as exc:
-        return str(exc)
-    except aiohttp.ClientError as exc:
-        return f"{type(exc).__name__}: {exc}"[:300]
-    finally:
-        await client.close()
+    return await node.webhooks.send_test(hook_id, row["url"], row["secret"])
 
 
 @page("admin")

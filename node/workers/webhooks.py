@@ -27,6 +27,7 @@ import aiohttp
 from .. import __version__
 from ..outbound import Client, RefusedAddress
 from ..services import events, webhooks
+from ..services.values import rfc3339
 from ..store.ledger import now_ms
 
 log = logging.getLogger("aidmesh.webhooks")
@@ -124,12 +125,7 @@ class Webhooks:
 
     async def _deliver(self, hook: Hook, item: dict[str, Any]) -> None:
         """POST one event until a receiver answers 2xx; save the cursor after it."""
-        body = json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
-        headers = {"Content-Type": "application/json",
-                   "X-Aidmesh-Event-Id": str(item["id"]),
-                   "X-Aidmesh-Event-Type": item["type"],
-                   "X-Aidmesh-Webhook-Id": hook.id,
-                   "X-Aidmesh-Signature": webhooks.sign(hook.secret, body)}
+        body, headers = _signed(hook.id, hook.secret, item)
         failures = 0
         while True:
             error = await self._post(hook.url, body, headers)
@@ -143,6 +139,13 @@ class Webhooks:
                                  "failures": failures}))
             await self._save(lambda c, e=error: webhooks.failed(c, hook.id, e, now_ms()))
             await asyncio.sleep(self.backoff(failures))
+
+    async def send_test(self, hook_id: str, url: str, secret: str) -> str | None:
+        """One signed test event, outside the delivery cursor (the admin page's "send a
+        test"): None when the receiver answered 2xx, else why not, in words."""
+        item = {"id": 0, "type": "test", "created": rfc3339(now_ms()),
+                "data": {"message": "a test delivery from the admin page"}}
+        return await self._post(url, *_signed(hook_id, secret, item))
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> str | None:
         assert self._client is not None
@@ -161,3 +164,11 @@ class Webhooks:
     async def _save(self, fn: Callable[[sqlite3.Connection], None]) -> None:
         with contextlib.suppress(Exception):  # best effort: the next delivery saves again
             await self.node.store.write(fn)
+
+
+def _signed(hook_id: str, secret: str, item: dict[str, Any]) -> tuple[bytes, dict[str, str]]:
+    """An event's body and headers as every delivery sends them (docs: webhooks)."""
+    body = json.dumps(item, ensure_ascii=False, separators=(",", ":")).encode()
+    return body, {"Content-Type": "application/json", "X-Aidmesh-Event-Id": str(item["id"]),
+                  "X-Aidmesh-Event-Type": item["type"], "X-Aidmesh-Webhook-Id": hook_id,
+                  "X-Aidmesh-Signature": webhooks.sign(secret, body)}
